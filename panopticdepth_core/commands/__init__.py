@@ -1,0 +1,1 @@
+"""One module per `panopticdepth` subcommand: each defines `register(subparsers)` and keeps its imports lazy."""

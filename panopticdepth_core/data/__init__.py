@@ -1,0 +1,1 @@
+"""Data sets (Cityscapes, Cityscapes-DPS, SemKITTI-DPS, synthetic scenes, bag extracts), transforms, loaders."""

@@ -1,0 +1,1 @@
+"""Evaluation: PQ / DPQ / DVPQ, depth metrics, result writers in the official layouts."""

@@ -1,0 +1,1 @@
+"""Inference: the Predictor, point clouds from depth + intrinsics, colour maps and overlays."""

@@ -1,0 +1,1 @@
+"""The PanopticDepth network: backbone + FPN, heads, targets, losses and post-processing."""

@@ -1,0 +1,1 @@
+"""ROS 2 integration: the thin rclpy node, message conversions, rosbag2 reading and writing."""
