@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ast
 import copy
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import yaml
 
@@ -46,7 +47,7 @@ class CfgNode(dict):
             raise ConfigError(f"cannot set {name!r}: the config is frozen")
         self[name] = CfgNode(value) if isinstance(value, dict) and not isinstance(value, CfgNode) else value
 
-    def __deepcopy__(self, memo: dict) -> "CfgNode":
+    def __deepcopy__(self, memo: dict) -> CfgNode:
         out = CfgNode({k: copy.deepcopy(v, memo) for k, v in self.items()})
         return out
 
@@ -54,17 +55,17 @@ class CfgNode(dict):
     def is_frozen(self) -> bool:
         return object.__getattribute__(self, CfgNode._FROZEN)
 
-    def freeze(self, frozen: bool = True) -> "CfgNode":
+    def freeze(self, frozen: bool = True) -> CfgNode:
         object.__setattr__(self, CfgNode._FROZEN, frozen)
         for value in self.values():
             if isinstance(value, CfgNode):
                 value.freeze(frozen)
         return self
 
-    def defrost(self) -> "CfgNode":
+    def defrost(self) -> CfgNode:
         return self.freeze(False)
 
-    def clone(self) -> "CfgNode":
+    def clone(self) -> CfgNode:
         return copy.deepcopy(self)
 
     # ---- conversion ---------------------------------------------------------------------------------------
@@ -84,17 +85,17 @@ class CfgNode(dict):
                 yield full, value
 
     # ---- merging ------------------------------------------------------------------------------------------
-    def merge_from_file(self, path: str | Path) -> "CfgNode":
+    def merge_from_file(self, path: str | Path) -> CfgNode:
         """Merge a YAML file, following ``_BASE_`` (a path relative to the file, or a list of them)."""
         merged = load_yaml_with_base(Path(path))
         self.merge_from_dict(merged, source=str(path))
         return self
 
-    def merge_from_dict(self, data: dict, source: str = "<dict>") -> "CfgNode":
+    def merge_from_dict(self, data: dict, source: str = "<dict>") -> CfgNode:
         _merge_into(self, data, prefix="", source=source)
         return self
 
-    def merge_from_list(self, pairs: Iterable[str]) -> "CfgNode":
+    def merge_from_list(self, pairs: Iterable[str]) -> CfgNode:
         """Merge ``KEY VALUE KEY VALUE ...`` command-line overrides (values parsed as Python literals)."""
         items = list(pairs)
         if len(items) % 2:

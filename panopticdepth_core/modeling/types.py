@@ -11,8 +11,8 @@ L pyramid levels (P3..P7), E mask-embedding channels, Kd depth-kernel channels, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import Tensor
