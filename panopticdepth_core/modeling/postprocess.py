@@ -1,0 +1,567 @@
+"""Inference post-processing: raw head outputs -> per-image panoptic labels, instance ids and metric depth.
+
+Follows the released PanopticDepth inference (``inference_single_level``, ``process_inst``, the generators'
+``kernel_fusion`` and ``combine_thing_and_stuff``), written over the tensors of ``types.py``. Per image:
+
+1. thing candidates: centre peaks per level (sigmoid, average with an avg-pool, 3x3 max-pool NMS, top-k,
+   threshold), their kernels (and depth kernels) gathered at the peaks; stuff candidates: per level and class,
+   the mean kernel over the cells whose argmax is that class and whose probability is >= 0.4;
+2. kernel fusion: near-identical thing kernels of one class are merged, stuff kernels of one class averaged
+   over levels;
+3. masks = projected kernels @ mask embedding (stride 4), thing rescoring by mean in-mask probability;
+4. combine at the output resolution: things pasted greedily by score with overlap suppression, stuff from the
+   argmax of the stuff probabilities; then either a per-pixel argmax over the survivors (depth-aware rule, no
+   void) or the classic paste (void where nothing was placed); each pixel takes the depth of its segment.
+
+Deliberate differences from the released code (each one only matters for padded batches or edge cases):
+the depth embedding is cropped to the image before it is resized (the release resizes the padded one); level
+maps and stride-4 maps are cropped to the image's valid area before peaks, stuff regions and mask rescoring
+are computed; images where nothing survives return all-void results instead of failing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .instance_depth import instance_depth_maps
+from .types import (
+    LABEL_DIVISOR,
+    VOID_CLASS,
+    VOID_PANOPTIC_ID,
+    HeadOutputs,
+    KernelProjection,
+    PanopticResult,
+    Segment,
+    empty_result,
+)
+
+#: A level cell counts towards a stuff class's region only where that class's probability reaches this
+#: (hard-coded in the released code, as here).
+STUFF_REGION_MIN_PROB = 0.4
+#: Things whose rescored score falls below this are dropped before the top-k (hard-coded in the release).
+THING_MIN_SCORE = 0.05
+#: How many full-resolution thing maps are held at once while combining (bounds memory at large output sizes).
+_CHUNK = 8
+
+
+@dataclass
+class _Candidates:
+    """Segments of one image before combination; kernels already projected to the embedding space."""
+
+    kernels: Tensor  # (N, E)
+    classes: Tensor  # (N,) int64 class ids
+    scores: Tensor  # (N,)
+    depth_kernels: Tensor | None  # (N, 2 + Kd)
+
+
+@dataclass
+class _Settings:
+    """The config values post-processing reads, looked up once."""
+
+    stride: int
+    pool_sizes: list[int]
+    thing_top_num: int
+    thing_thres: float
+    stuff_thres: float
+    inst_thres: float
+    similar_thres: float
+    similar_type: str
+    class_specific: bool
+    overlap_thresh: float
+    stuff_area_limit: int
+    inst_thresh: float
+    mode: str  # "argmax" or "paste"
+    depth_on: bool
+    mean_scale: float
+    range_scale: float
+    max_depth: float
+
+    @classmethod
+    def from_cfg(cls, cfg) -> _Settings:
+        inference = cfg.MODEL.INFERENCE
+        combine = inference.COMBINE
+        depth_on = bool(cfg.MODEL.DEPTH_ON)
+        mode = str(combine.MODE).lower()
+        if mode == "auto":
+            mode = "argmax" if depth_on else "paste"
+        if mode not in ("argmax", "paste"):
+            raise ValueError(f"MODEL.INFERENCE.COMBINE.MODE is {combine.MODE!r}; expected 'auto', 'argmax' or 'paste'")
+        similar_type = str(inference.SIMILAR_TYPE)
+        if similar_type not in ("cosine", "L2"):
+            raise ValueError(f"MODEL.INFERENCE.SIMILAR_TYPE is {similar_type!r}; expected 'cosine' or 'L2'")
+        return cls(
+            stride=int(cfg.MODEL.SEMANTIC_FPN.COMMON_STRIDE),
+            pool_sizes=[int(p) for p in inference.CENTER_POOL_SIZES],
+            thing_top_num=int(cfg.MODEL.POSITION_HEAD.THING.TOP_NUM),
+            thing_thres=float(cfg.MODEL.POSITION_HEAD.THING.THRES),
+            stuff_thres=float(cfg.MODEL.POSITION_HEAD.STUFF.THRES),
+            inst_thres=float(inference.INST_THRES),
+            similar_thres=float(inference.SIMILAR_THRES),
+            similar_type=similar_type,
+            class_specific=bool(inference.CLASS_SPECIFIC),
+            overlap_thresh=float(combine.OVERLAP_THRESH),
+            stuff_area_limit=int(combine.STUFF_AREA_LIMIT),
+            inst_thresh=float(combine.INST_THRESH),
+            mode=mode,
+            depth_on=depth_on,
+            mean_scale=float(cfg.MODEL.DEPTH_HEAD.MEAN_SCALE),
+            range_scale=float(cfg.MODEL.DEPTH_HEAD.RANGE_SCALE),
+            max_depth=float(cfg.MODEL.DEPTH_HEAD.MAX_DEPTH),
+        )
+
+
+# ------------------------------------------------------------------------------------------- candidates
+
+
+def thing_peaks(center_logits: Tensor, pool_size: int, top_k: int, threshold: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Centre peaks of one image and level.
+
+    Smoothing with an average pool first makes a plateau (or a ragged blob) peak at its middle, so the 3x3
+    max-pool NMS keeps one cell per object.
+
+    Args:
+        center_logits: (T, h, w) centre-heatmap logits.
+
+    Returns:
+        scores (K,), thing indices (K,) in [0, T), flat cell indices (K,) into h*w; sorted by score, > threshold.
+    """
+    num_things, height, width = center_logits.shape
+    prob = center_logits.sigmoid()[None]  # (1, T, h, w)
+    prob = (prob + F.avg_pool2d(prob, pool_size, stride=1, padding=(pool_size - 1) // 2)) / 2.0
+    peaks = prob * (F.max_pool2d(prob, 3, stride=1, padding=1) == prob)
+    k = min(top_k, height * width)
+    scores, flat = torch.topk(peaks.reshape(-1), k)  # over (T*h*w)
+    keep = scores > threshold
+    scores, flat = scores[keep], flat[keep]
+    return scores, torch.div(flat, height * width, rounding_mode="floor"), flat % (height * width)
+
+
+def stuff_regions(region_logits: Tensor, threshold: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Stuff candidates of one image and level: one per class that wins the argmax somewhere.
+
+    Args:
+        region_logits: (S, h, w) region logits over all classes.
+
+    Returns:
+        classes (M,), scores (M,), region masks (M, h*w) float, argmax cell counts (M,). A class's score is
+        the summed probability over its region divided by its argmax cell count (as released).
+    """
+    num_classes = region_logits.shape[0]
+    prob = region_logits.sigmoid().reshape(num_classes, -1)  # (S, h*w)
+    winner = F.one_hot(prob.argmax(0), num_classes).T.bool()  # (S, h*w)
+    counts = winner.sum(1)
+    region = winner & (prob >= STUFF_REGION_MIN_PROB)
+    scores = (prob * region).sum(1) / counts.clamp(min=1)
+    keep = (counts > 0) & (scores > threshold)
+    classes = torch.nonzero(keep).flatten()
+    return classes, scores[keep], region[keep].float(), counts[keep]
+
+
+def _level_crop(shape: tuple[int, int], image_size: tuple[int, int], padded_size: tuple[int, int]) -> tuple[int, int]:
+    """Rows and columns of a level map that cover the image (the rest only sees padding)."""
+    return tuple(
+        max(1, min(cells, math.ceil(size * cells / padded)))
+        for cells, size, padded in zip(shape, image_size, padded_size)
+    )
+
+
+def _image_candidates(
+    head: HeadOutputs, index: int, image_size: tuple[int, int], padded_size: tuple[int, int], st: _Settings
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Thing rows [scores, classes, kernels, depth?] and stuff rows [classes, scores, kernels, depth?] of one
+    image, concatenated over levels; kernels still in the kernel-head space."""
+    num_classes = head.region_logits[0].shape[1]
+    first_thing = num_classes - head.center_logits[0].shape[1]
+    things: list[list[Tensor]] = []
+    stuffs: list[list[Tensor]] = []
+    for level, (centers, regions, features) in enumerate(
+        zip(head.center_logits, head.region_logits, head.kernel_features)
+    ):
+        rows, cols = _level_crop(tuple(centers.shape[-2:]), image_size, padded_size)
+        feats = features[index, :, :rows, :cols].float().reshape(features.shape[1], -1)  # (C, h*w)
+        depth = None
+        if st.depth_on:
+            params = head.depth_kernel_params[level]
+            depth = params[index, :, :rows, :cols].float().reshape(params.shape[1], -1)  # (2+Kd, h*w)
+
+        scores, thing_idx, cells = thing_peaks(
+            centers[index, :, :rows, :cols].float(), st.pool_sizes[level], st.thing_top_num // 2, st.thing_thres
+        )
+        row = [scores, thing_idx + first_thing, feats[:, cells].T]
+        if depth is not None:
+            row.append(depth[:, cells].T)
+        things.append(row)
+
+        classes, st_scores, region, counts = stuff_regions(regions[index, :, :rows, :cols].float(), st.stuff_thres)
+        row = [classes, st_scores, region @ feats.T / counts[:, None].float()]
+        if depth is not None:
+            row.append(region @ depth.T / region.sum(1, keepdim=True).clamp(min=1))
+        stuffs.append(row)
+    return [torch.cat(parts) for parts in zip(*things)], [torch.cat(parts) for parts in zip(*stuffs)]
+
+
+# ------------------------------------------------------------------------------------------- kernel fusion
+
+
+def _similarity(kernels: Tensor, kind: str) -> Tensor:
+    """(N, N) pairwise similarity of kernels (N, E)."""
+    if kind == "cosine":
+        unit = kernels / kernels.norm(dim=1, keepdim=True).clamp(min=1e-8)
+        return unit @ unit.T
+    return 1.0 - torch.cdist(kernels, kernels)
+
+
+def fuse_thing_kernels(
+    kernels: Tensor, classes: Tensor, threshold: float, class_specific: bool = True, kind: str = "cosine"
+) -> tuple[Tensor, Tensor]:
+    """Groups of near-duplicate thing kernels (ThingGenerator.kernel_fusion).
+
+    Kernels must be sorted by score. A kernel leads a group unless an earlier kernel is similar to it; each
+    leader claims the later similar kernels no earlier kernel claimed. Duplicates are several peaks on one
+    object, so merging them removes duplicate masks.
+
+    Returns:
+        keep: (N,) bool, the group leaders (they keep their score and class).
+        groups: (K, N) float membership of each leader's group (rows sum to >= 1).
+    """
+    count = kernels.shape[0]
+    linked = torch.triu(_similarity(kernels, kind) >= threshold)  # (N, N): i <= j similar
+    if class_specific:
+        linked &= classes[:, None] == classes[None, :]
+    linked |= torch.eye(count, dtype=torch.bool, device=kernels.device)  # a zero kernel still leads itself
+    first_claim = torch.cumsum(linked.int(), dim=0) < 2  # (N, N): row i is the first to link column j
+    keep = first_claim.diagonal().clone()
+    return keep, (linked & first_claim)[keep].float()
+
+
+def _select(cand: _Candidates, index: Tensor) -> _Candidates:
+    """The candidates at ``index`` (a bool mask or positions)."""
+    depth = cand.depth_kernels[index] if cand.depth_kernels is not None else None
+    return _Candidates(cand.kernels[index], cand.classes[index], cand.scores[index], depth)
+
+
+def _fuse_things(cand: _Candidates, st: _Settings) -> _Candidates:
+    keep, groups = fuse_thing_kernels(cand.kernels, cand.classes, st.similar_thres, st.class_specific, st.similar_type)
+    norm = groups.sum(1, keepdim=True)
+    depth = groups @ cand.depth_kernels / norm if cand.depth_kernels is not None else None
+    return _Candidates(groups @ cand.kernels / norm, cand.classes[keep], cand.scores[keep], depth)
+
+
+def fuse_stuff_kernels(
+    kernels: Tensor, classes: Tensor, scores: Tensor, depth_kernels: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """One stuff candidate per class (StuffGenerator.kernel_fusion): kernels, scores and depth kernels of the
+    class's per-level candidates averaged. Returns them in ascending class order."""
+    unique = torch.unique(classes)  # sorted
+    groups = (unique[:, None] == classes[None, :]).float()  # (U, M)
+    norm = groups.sum(1, keepdim=True)
+    depth = groups @ depth_kernels / norm if depth_kernels is not None else None
+    return groups @ kernels / norm, unique, (groups @ scores[:, None] / norm)[:, 0], depth
+
+
+# ------------------------------------------------------------------------------------------- resizing
+
+
+def _to_output(maps: Tensor, stride: int, image_size: tuple[int, int], output_size: tuple[int, int]) -> Tensor:
+    """(N, h, w) stride-4 maps -> (N, *output_size): upsample by the stride, crop to the image, resize."""
+    height, width = maps.shape[-2:]
+    up = F.interpolate(maps[None], size=(height * stride, width * stride), mode="bilinear", align_corners=False)
+    up = up[..., : image_size[0], : image_size[1]]
+    if tuple(output_size) != tuple(image_size):
+        up = F.interpolate(up, size=tuple(output_size), mode="bilinear", align_corners=False)
+    return up[0]
+
+
+def _chunks(maps: Tensor, stride: int, image_size, output_size) -> Iterator[Tensor]:
+    for start in range(0, maps.shape[0], _CHUNK):
+        yield from _to_output(maps[start : start + _CHUNK], stride, image_size, output_size)
+
+
+# ------------------------------------------------------------------------------------------- combination
+
+
+@dataclass
+class _Survivor:
+    category: int
+    is_thing: bool
+    score: float
+    depth_kernel: Tensor | None
+
+
+def _axis_window(first: int, last: int, stride: int, image: int, output: int) -> tuple[int, int]:
+    """Output pixels [start, stop) along one axis that bilinear resampling can feed from stride-4 cells
+    [first, last]: a conservative bound (a bilinear value is a convex mix of its two taps)."""
+    low, high = max(0, stride * (first - 1)), min(image, stride * (last + 2))  # image pixels
+    if output != image:
+        low = math.floor((low - 1) * output / image) - 1
+        high = math.ceil((high + 1) * output / image) + 1
+    return max(0, low), min(output, high)
+
+
+def _mask_windows(probs: Tensor, threshold: float, stride: int, image_size, output_size) -> list[tuple[int, ...]]:
+    """Per map, the output window (y0, y1, x0, x1) outside which it cannot exceed ``threshold``; empty
+    windows (y0 == y1) where no stride-4 cell does."""
+    above = probs > threshold  # (N, h, w)
+    bounds = []
+    for reduce_dim in (2, 1):  # rows, then columns
+        hits = above.any(reduce_dim).int()  # (N, cells)
+        first = hits.argmax(1)
+        last = hits.shape[1] - 1 - hits.flip(1).argmax(1)
+        bounds.append((first.tolist(), last.tolist(), hits.any(1).tolist()))
+    windows = []
+    for i in range(probs.shape[0]):
+        if not bounds[0][2][i]:
+            windows.append((0, 0, 0, 0))
+            continue
+        rows = _axis_window(bounds[0][0][i], bounds[0][1][i], stride, image_size[0], output_size[0])
+        cols = _axis_window(bounds[1][0][i], bounds[1][1][i], stride, image_size[1], output_size[1])
+        windows.append((*rows, *cols))
+    return windows
+
+
+def _argmax_step(best: Tensor, winner: Tensor, prob: Tensor, index: int) -> None:
+    """One step of a running argmax over maps (in place); strict > keeps the first maximum, like argmax."""
+    better = prob > best
+    torch.maximum(best, prob, out=best)
+    winner.masked_fill_(better, index)
+
+
+def _combine(
+    things: _Candidates,
+    thing_probs: Tensor,
+    stuff: _Candidates,
+    stuff_probs: Tensor,
+    first_thing: int,
+    image_size: tuple[int, int],
+    output_size: tuple[int, int],
+    st: _Settings,
+) -> tuple[Tensor, list[_Survivor]]:
+    """Winner map (H, W) int64 of survivor indices (-1 = void) and the survivors, things first by score.
+
+    Masks, areas and overlaps are evaluated inside each map's window only (exact, see ``_mask_windows``);
+    the argmax rule needs the survivors' whole maps.
+    """
+    device = stuff_probs.device
+    pasted = torch.full(output_size, -1, dtype=torch.long, device=device)  # the greedy paste, survivor index
+    argmax = st.mode == "argmax"
+    best = torch.full(output_size, -math.inf, device=device) if argmax else None
+    winner = torch.full(output_size, -1, dtype=torch.long, device=device) if argmax else None
+    survivors: list[_Survivor] = []
+
+    def admit(prob: Tensor, category: int, is_thing: bool, score: float, depth: Tensor | None) -> int:
+        survivors.append(_Survivor(category, is_thing, score, depth))
+        if argmax:
+            _argmax_step(best, winner, prob, len(survivors) - 1)
+        return len(survivors) - 1
+
+    windows = _mask_windows(thing_probs, st.inst_thres, st.stride, image_size, output_size)
+    for i, prob in enumerate(_chunks(thing_probs, st.stride, image_size, output_size)):
+        y0, y1, x0, x1 = windows[i]
+        mask = prob[y0:y1, x0:x1] > st.inst_thres
+        area = int(torch.count_nonzero(mask))
+        if area == 0:
+            continue
+        mask &= pasted[y0:y1, x0:x1] < 0
+        if (area - int(torch.count_nonzero(mask))) / area > st.overlap_thresh:
+            continue
+        depth = things.depth_kernels[i] if things.depth_kernels is not None else None
+        index = admit(prob, int(things.classes[i]), True, float(things.scores[i]), depth)
+        pasted[y0:y1, x0:x1].masked_fill_(mask, index)
+
+    if stuff_probs.shape[0]:
+        stuff_up = _to_output(stuff_probs, st.stride, image_size, output_size)  # (U, H, W)
+        label = torch.zeros(output_size, dtype=torch.long, device=device)
+        top = stuff_up[0].clone()
+        for u in range(1, stuff_up.shape[0]):
+            _argmax_step(top, label, stuff_up[u], u)  # = stuff_up.argmax(0), 3x faster on CPU
+        free = pasted < 0
+        areas = torch.bincount(label[free], minlength=stuff_up.shape[0]).tolist()  # stuff regions are disjoint
+        for u, area in enumerate(areas):
+            category = int(stuff.classes[u])
+            if category >= first_thing or area == 0 or area < st.stuff_area_limit:
+                continue
+            depth = stuff.depth_kernels[u] if stuff.depth_kernels is not None else None
+            index = admit(stuff_up[u], category, False, float(stuff.scores[u]), depth)
+            pasted.masked_fill_((label == u) & free, index)
+    return (winner if argmax else pasted), survivors
+
+
+def _depth_map(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, st: _Settings) -> Tensor:
+    """(H, W) depth: each pixel from its winning segment's depth kernel; 0 where void.
+
+    Every pixel is evaluated once, with its own segment's kernel, by treating pixels as the batch of
+    ``instance_depth_maps`` (N full maps would cost N times more at camera resolutions).
+    """
+    kd, height, width = embedding.shape
+    kernels = torch.stack([s.depth_kernel for s in survivors])  # (N, 2 + Kd)
+    depth = torch.zeros(height, width, device=embedding.device)
+    rows = max(1, 131072 // width)  # bounds the (pixels, 2 + Kd) kernel gather
+    for top in range(0, height, rows):
+        index = winner[top : top + rows].reshape(-1)  # (P,)
+        pixels = embedding[:, top : top + rows].reshape(kd, -1).T  # (P, Kd)
+        values, _ = instance_depth_maps(
+            pixels.reshape(-1, kd, 1, 1), kernels[index.clamp(min=0)][:, None], st.mean_scale, st.range_scale
+        )  # (P, 1, 1, 1)
+        depth[top : top + rows] = torch.where(index >= 0, values.reshape(-1), 0.0).reshape(-1, width)
+    return depth.clamp(0.0, st.max_depth)
+
+
+def _result(winner: Tensor, survivors: list[_Survivor], depth: Tensor | None) -> PanopticResult:
+    """Encode the winner map; drops segments that won no pixel and numbers things 1..N by score."""
+    count = len(survivors)
+    valid = winner >= 0
+    flat = winner.clamp(min=0).reshape(-1)
+    areas = torch.bincount(winner[valid], minlength=count)
+    depth_sums = None
+    if depth is not None:
+        depth_sums = torch.zeros(count, dtype=torch.float64, device=winner.device)
+        depth_sums.index_add_(0, flat[valid.reshape(-1)], depth.reshape(-1)[valid.reshape(-1)].double())
+    panoptic_ids, categories, instances, segments = [], [], [], []
+    next_instance = 1
+    for i, (surv, area) in enumerate(zip(survivors, areas.tolist())):
+        instance = 0
+        if surv.is_thing and area > 0:
+            instance, next_instance = next_instance, next_instance + 1
+        panoptic_ids.append(surv.category * LABEL_DIVISOR + instance)
+        categories.append(surv.category)
+        instances.append(instance)
+        if area > 0:
+            mean_depth = float(depth_sums[i] / area) if depth_sums is not None else float("nan")
+            segments.append(
+                Segment(panoptic_ids[-1], surv.category, surv.is_thing, surv.score, int(area), instance, mean_depth)
+            )
+
+    def lookup(values: list[int], void: int) -> Tensor:
+        table = torch.tensor(values, dtype=torch.int32, device=winner.device)
+        return torch.where(valid, table[winner.clamp(min=0)], torch.full_like(winner, void, dtype=torch.int32))
+
+    return PanopticResult(
+        panoptic=lookup(panoptic_ids, VOID_PANOPTIC_ID),
+        semantic=lookup(categories, VOID_CLASS),
+        instance=lookup(instances, 0),
+        depth=depth,
+        segments=segments,
+    )
+
+
+# ------------------------------------------------------------------------------------------- entry point
+
+
+def _check_inputs(head: HeadOutputs, image_sizes, output_sizes, st: _Settings) -> None:
+    batch = head.mask_embedding.shape[0]
+    if len(image_sizes) != batch or len(output_sizes) != batch:
+        raise ValueError(
+            f"postprocess got {len(image_sizes)} image_sizes and {len(output_sizes)} output_sizes for a batch of {batch}"
+        )
+    if len(st.pool_sizes) < len(head.center_logits):
+        raise ValueError(
+            f"MODEL.INFERENCE.CENTER_POOL_SIZES has {len(st.pool_sizes)} entries; the head has "
+            f"{len(head.center_logits)} levels"
+        )
+    if head.center_logits[0].shape[1] > head.region_logits[0].shape[1]:
+        raise ValueError("the centre head has more (thing) classes than the region head has classes")
+    if st.depth_on and (head.depth_kernel_params is None or head.depth_embedding is None):
+        raise ValueError("MODEL.DEPTH_ON is True but the head outputs carry no depth kernels / depth embedding")
+    padded = tuple(s * st.stride for s in head.mask_embedding.shape[-2:])
+    for size in image_sizes:
+        if size[0] > padded[0] or size[1] > padded[1]:
+            raise ValueError(f"image size {tuple(size)} exceeds the padded batch {padded}")
+
+
+def postprocess(
+    head: HeadOutputs,
+    project_thing: KernelProjection,
+    project_stuff: KernelProjection,
+    image_sizes: list[tuple[int, int]],
+    output_sizes: list[tuple[int, int]],
+    cfg,
+) -> list[PanopticResult]:
+    """Panoptic results, one per image of the batch, at ``output_sizes``.
+
+    Args:
+        head: the network's outputs for a padded batch.
+        project_thing, project_stuff: the generators' 1x1 convs, kernels (..., C_kernel) -> (..., E).
+        image_sizes: each image's unpadded network-input (H, W), the top-left of the padded batch.
+        output_sizes: the (H, W) to return results at (e.g. the camera's resolution).
+        cfg: the model config (MODEL.INFERENCE.*, MODEL.POSITION_HEAD.*, MODEL.DEPTH_*; see docs/postprocess.md).
+    """
+    st = _Settings.from_cfg(cfg)
+    _check_inputs(head, image_sizes, output_sizes, st)
+    with torch.no_grad():
+        return [
+            _postprocess_one(head, i, tuple(image_sizes[i]), tuple(output_sizes[i]), project_thing, project_stuff, st)
+            for i in range(head.mask_embedding.shape[0])
+        ]
+
+
+def _postprocess_one(
+    head: HeadOutputs,
+    index: int,
+    image_size: tuple[int, int],
+    output_size: tuple[int, int],
+    project_thing: KernelProjection,
+    project_stuff: KernelProjection,
+    st: _Settings,
+) -> PanopticResult:
+    embedding = head.mask_embedding[index].float()
+    padded = (embedding.shape[-2] * st.stride, embedding.shape[-1] * st.stride)
+    first_thing = head.region_logits[0].shape[1] - head.center_logits[0].shape[1]
+    thing_rows, stuff_rows = _image_candidates(head, index, image_size, padded, st)
+
+    # stride-4 maps that the upsampled image area reads (one extra row/column for the bilinear border)
+    rows = min(embedding.shape[-2], math.ceil(image_size[0] / st.stride) + 1)
+    cols = min(embedding.shape[-1], math.ceil(image_size[1] / st.stride) + 1)
+    embedding = embedding[:, :rows, :cols]
+    flat_embedding = embedding.reshape(embedding.shape[0], -1)  # (E, h*w)
+    inside_rows, inside_cols = math.ceil(image_size[0] / st.stride), math.ceil(image_size[1] / st.stride)
+
+    order = torch.sort(thing_rows[0], descending=True, stable=True).indices
+    things = _Candidates(
+        project_thing(thing_rows[2][order]) if order.numel() else thing_rows[2].new_zeros(0, embedding.shape[0]),
+        thing_rows[1][order],
+        thing_rows[0][order],
+        thing_rows[3][order] if st.depth_on else None,
+    )
+    thing_probs = embedding.new_zeros(0, rows, cols)
+    if things.classes.numel():
+        things = _fuse_things(things, st)
+        # rescoring only lowers scores, so things already below COMBINE.INST_THRESH can never be placed: skip
+        # their masks (the released code computes them for its instance-segmentation output)
+        keep = things.scores >= max(st.inst_thresh, THING_MIN_SCORE)
+        things = _select(things, keep)
+        thing_probs = (things.kernels.float() @ flat_embedding).sigmoid().reshape(-1, rows, cols)
+        # rescore by the mean probability inside each mask, over the stride-4 cells inside the image
+        inner = thing_probs[:, :inside_rows, :inside_cols]
+        mask = (inner > st.inst_thres).float()
+        things.scores = things.scores * (inner * mask).sum((1, 2)) / (mask.sum((1, 2)) + 1e-6)
+        order = torch.sort(things.scores, descending=True, stable=True).indices
+        order = order[things.scores[order] >= THING_MIN_SCORE][: st.thing_top_num]
+        order = order[things.scores[order] >= st.inst_thresh]  # only these can enter the panoptic map
+        things, thing_probs = _select(things, order), thing_probs[order]
+
+    stuff_probs = embedding.new_zeros(0, rows, cols)
+    stuff = _Candidates(embedding.new_zeros(0, embedding.shape[0]), stuff_rows[0], stuff_rows[1], None)
+    if stuff_rows[0].numel():
+        stuff = _Candidates(
+            *fuse_stuff_kernels(
+                project_stuff(stuff_rows[2]), stuff_rows[0], stuff_rows[1], stuff_rows[3] if st.depth_on else None
+            )
+        )
+        stuff_probs = (stuff.kernels.float() @ flat_embedding).sigmoid().reshape(-1, rows, cols)
+
+    if thing_probs.shape[0] == 0 and stuff_probs.shape[0] == 0:
+        return empty_result(*output_size, with_depth=st.depth_on, device=embedding.device)
+    winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, output_size, st)
+    if not survivors:
+        return empty_result(*output_size, with_depth=st.depth_on, device=embedding.device)
+    depth = None
+    if st.depth_on:
+        depth_embedding = head.depth_embedding[index, :, :rows, :cols].float()
+        depth = _depth_map(winner, survivors, _to_output(depth_embedding, st.stride, image_size, output_size), st)
+    return _result(winner, survivors, depth)
