@@ -140,6 +140,9 @@ _C.DATASETS.SYNTHETIC.NUM_VAL = 100
 _C.DATASETS.SYNTHETIC.SIZE = (256, 512)
 _C.DATASETS.SYNTHETIC.SEED = 0
 _C.DATASETS.SYNTHETIC.VAL_SEED = 1_000_000
+# Fixed focal length fx = fy in pixels; 0 draws the horizontal FOV per scene (60-90 deg). Metric depth from one
+# image is only learnable for a known camera, so training configs fix it (as a robot's camera is fixed).
+_C.DATASETS.SYNTHETIC.FOCAL = 0.0
 
 _C.DATALOADER = CfgNode()
 _C.DATALOADER.NUM_WORKERS = 4

@@ -1,0 +1,198 @@
+"""Synthetic street scenes with exact metric depth and panoptic labels, rendered on the fly or written to disk.
+
+``render_scene(seed, size, focal)`` ray casts one procedurally generated scene (``synthetic_layout``) through a
+pinhole camera (``synthetic_geometry``), textures and lights it (``synthetic_shading``) and returns a ``Sample``:
+
+- image: (H, W, 3) uint8 RGB;
+- semantic: Cityscapes train ids (every pixel has a class; sky is 10; there is no void);
+- instance: 1..K for the K visible thing instances (in scene order), 0 on stuff;
+- depth: float32 **z-depth** in metres (distance along the optical axis, the Cityscapes-DPS convention, not the
+  ray length); **0 on sky** (no return, as in real data);
+- intrinsics: pinhole K, fx = fy, principal point ((W - 1) / 2, (H - 1) / 2) with pixel centres at integers.
+
+The same seed gives the same sample, bit for bit, on any machine (for a given NumPy). ``SyntheticDataset`` and
+``write_synthetic_dataset`` derive scene seeds with ``scene_seed(seed, index)``, so a data set rendered on the
+fly in DataLoader workers equals the same data set written to disk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .classes import CITYSCAPES_CLASSES
+from .dps_writer import write_dps_frame
+from .sample import Sample
+from .synthetic_geometry import cast_rays
+from .synthetic_layout import sample_scene
+from .synthetic_scene import SKY, SceneParams
+from .synthetic_shading import shade_image
+
+GENERATOR_NAME = "panopticdepth-synthetic-streets"
+GENERATOR_VERSION = "1.0"  # bump whenever the same seed would render differently
+_SEED_MULTIPLIER = 1_000_003
+_SEED_MODULUS = 2**63
+
+
+def scene_seed(seed: int, index: int) -> int:
+    """Seed of scene ``index`` of a data set with seed ``seed``: (seed * 1_000_003 + index) mod 2**63."""
+    if seed < 0 or index < 0:
+        raise ValueError(f"seed and index must be non-negative, got seed={seed}, index={index}")
+    return (seed * _SEED_MULTIPLIER + index) % _SEED_MODULUS
+
+
+def render_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | None = None,
+                 debug: bool = False) -> Sample:
+    """Render scene ``seed`` at ``size`` = (height, width). ``focal`` (pixels) fixes fx = fy, otherwise the
+    horizontal field of view is drawn from 60-90 degrees. ``debug`` adds ``meta["scene"]`` (the SceneParams) and
+    ``meta["primitive_id"]`` ((H, W) int16 index of the primitive seen at each pixel, -1 on sky)."""
+    scene = sample_scene(seed, size, focal)
+    return render(scene, debug=debug)
+
+
+def render(scene: SceneParams, debug: bool = False) -> Sample:
+    """Render a scene description (see ``render_scene``)."""
+    camera = scene.camera
+    tables = scene.arrays()
+    rays = camera.ray_directions()
+    depth, prim_map = cast_rays(camera, tables["kinds"], tables["params"], rays)
+    image = shade_image(camera, scene.lighting, scene.road, tables, depth, prim_map, rays, scene.seed & 0xFFFFFFFF)
+
+    sky = prim_map < 0
+    ids = np.where(sky, 0, prim_map).astype(np.int64)
+    semantic = np.where(sky, SKY, tables["class_ids"][ids]).astype(np.int32)
+    objects = np.where(sky, -1, tables["object_index"][ids])
+    # visible objects get instance ids 1..K in scene order
+    visible = np.zeros(len(scene.objects) + 1, dtype=bool)
+    visible[objects.reshape(-1) + 1] = True
+    visible[0] = False
+    renumber = np.zeros(len(scene.objects) + 1, dtype=np.int32)
+    renumber[visible] = np.arange(1, int(visible.sum()) + 1, dtype=np.int32)
+    instance = renumber[objects + 1]
+    depth = np.where(sky, np.float32(0.0), depth).astype(np.float32)
+
+    p = scene.camera
+    meta: dict[str, Any] = {
+        "dataset": "synthetic",
+        "generator": GENERATOR_NAME,
+        "generator_version": GENERATOR_VERSION,
+        "scene_seed": int(scene.seed),
+        "extrinsic": {"x": 0.0, "y": 0.0, "z": p.mount_height, "pitch": p.pitch, "roll": 0.0, "yaw": p.yaw},
+    }
+    if debug:
+        meta["scene"] = scene
+        meta["primitive_id"] = prim_map
+    return Sample(image=image, semantic=semantic, instance=instance, depth=depth, intrinsics=camera.intrinsics,
+                  name=f"synth_{scene.seed:08d}", sequence=f"synth_{scene.seed:08d}", frame=0, meta=meta)
+
+
+class SyntheticDataset:
+    """Map-style data set of ``num`` rendered scenes (scene i has seed ``scene_seed(seed, i)``), rendered on demand,
+    so DataLoader workers render in parallel. ``transform`` (if given) is applied to each ``Sample``."""
+
+    name = "synthetic"
+
+    def __init__(self, num: int, size: tuple[int, int] = (256, 512), seed: int = 0,
+                 transform: Callable[[Sample], Any] | None = None, focal: float | None = None) -> None:
+        if num < 0:
+            raise ValueError(f"num must be >= 0, got {num}")
+        self.num, self.size, self.seed, self.transform, self.focal = int(num), tuple(size), int(seed), transform, focal
+
+    def __len__(self) -> int:
+        return self.num
+
+    def __getitem__(self, index: int) -> Any:
+        if index < 0:
+            index += self.num
+        if not 0 <= index < self.num:
+            raise IndexError(f"index {index} out of range for a synthetic data set of {self.num} scenes")
+        sample = render_scene(scene_seed(self.seed, index), self.size, self.focal)
+        sample.sequence, sample.frame = f"{index:06d}", 0
+        return sample if self.transform is None else self.transform(sample)
+
+
+def _write_one(args: tuple[Path, int, tuple[int, int], int, float | None]) -> int:
+    split_dir, index, size, seed, focal = args
+    sample = render_scene(scene_seed(seed, index), size, focal)
+    write_dps_frame(split_dir, sample, seq=index, frame=0, city="synth")
+    return index
+
+
+def write_synthetic_dataset(out_dir: str | Path, num: int, size: tuple[int, int] = (256, 512), seed: int = 0,
+                            split: str = "train", workers: int = 1, progress: bool = True,
+                            focal: float | None = None) -> Path:
+    """Render ``num`` scenes into ``{out_dir}/{split}/`` in the Cityscapes-DPS layout (see ``dps_writer``).
+
+    Frame i is ``{i:06d}_000000_synth_{i:06d}_000000_*`` (one frame per sequence: scenes are independent).
+    Also writes ``{split}/dataset.json`` (generator, version, seed rule, classes) and, for the released
+    PanopticDepth loader, ``dvps_cityscapes_{split}.json`` next to the split folder. Output files depend only on
+    the arguments (not on ``workers``). Returns the split folder.
+    """
+    if num < 0:
+        raise ValueError(f"num must be >= 0, got {num}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not split or "/" in split or "\\" in split or split in (".", ".."):
+        raise ValueError(f"split must be a plain folder name such as 'train', got {split!r}")
+    height, width = int(size[0]), int(size[1])
+    sample_scene(0, (height, width), focal)  # validates size/focal before any work
+    split_dir = Path(out_dir) / split
+    split_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(split_dir, i, (height, width), seed, focal) for i in range(num)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=num, desc=f"synth {split}", unit="img")
+    try:
+        if workers == 1 or num <= 1:
+            for job in jobs:
+                _write_one(job)
+                if bar is not None:
+                    bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for _ in pool.map(_write_one, jobs, chunksize=max(1, min(16, num // (4 * workers)))):
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    names = [f"{i:06d}_000000_synth_{i:06d}_000000" for i in range(num)]
+    index = [{"height": height, "width": width, "image": f"{n}_leftImg8bit.png", "depth": f"{n}_depth.png",
+              "seg": f"{n}_gtFine_instanceTrainIds.png"} for n in names]
+    _write_json(split_dir.parent / f"dvps_cityscapes_{split}.json", index)
+    _write_json(split_dir / "dataset.json", dataset_description(num, (height, width), seed, split, focal))
+    return split_dir
+
+
+def dataset_description(num: int, size: tuple[int, int], seed: int, split: str, focal: float | None) -> dict:
+    """What ``{split}/dataset.json`` says (no timestamps: identical arguments give identical files)."""
+    return {
+        "generator": GENERATOR_NAME,
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "scene_seed_rule": "scene i uses seed (seed * 1000003 + i) mod 2**63",
+        "num": num,
+        "size": [size[0], size[1]],
+        "focal": focal,
+        "split": split,
+        "layout": "Cityscapes-DPS (ViP-DeepLab Cityscapes-DVPS), flat per split",
+        "label_encoding": "16-bit PNG, train_id * 1000 + instance (things), train_id * 1000 (stuff), 32000 void",
+        "depth_encoding": "16-bit PNG, round(z-depth metres * 256), 0 = no depth (sky)",
+        "depth_convention": "z-depth along the optical axis (not ray length), metres",
+        "classes": [{"train_id": c.train_id, "name": c.name, "is_thing": c.is_thing} for c in CITYSCAPES_CLASSES],
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
