@@ -1,0 +1,269 @@
+"""Labeled point clouds and per-instance 3D boxes from a metric depth map and pinhole intrinsics (ROS-free).
+
+Frame: the camera's optical frame (REP 103/105 ``*_optical_frame``): x right, y down, z forward, metres. A pixel
+(u, v) with depth z (along the optical axis, REP 118) lies at ``x = (u - cx) / fx * z``, ``y = (v - cy) / fy * z``.
+Pixel centres sit at integer coordinates (the ROS ``CameraInfo`` convention). The skew term K[0, 1] is ignored: ROS
+calibrations write 0 there.
+
+Point layout (:data:`CLOUD_DTYPE`, 24 bytes, little-endian, no padding): x, y, z float32; rgb float32 holding the
+PCL packing (the uint32 ``0x00RRGGBB`` bit pattern viewed as float32, what rviz's RGB8 colour transformer and
+depth_image_proc use); label uint32 (class id, 255 void; uint32 like ``pcl::PointXYZRGBL::label``, so PCL reads the
+cloud as PointXYZRGBL); instance uint32 (1..N for things, 0 for stuff and void).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..modeling.types import LABEL_DIVISOR, VOID_CLASS
+
+CLOUD_FIELDS: tuple[tuple[str, str], ...] = (
+    ("x", "<f4"),
+    ("y", "<f4"),
+    ("z", "<f4"),
+    ("rgb", "<f4"),
+    ("label", "<u4"),
+    ("instance", "<u4"),
+)
+CLOUD_DTYPE = np.dtype(list(CLOUD_FIELDS))
+
+
+def scale_intrinsics(matrix: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """Intrinsics (3x3 K, or 3x4 P) of an image of ``from_size`` resized to ``to_size``; sizes are (height, width).
+
+    Uses the half-pixel convention of bilinear/area resizing with aligned pixel edges (torch ``F.interpolate`` with
+    ``align_corners=False``, ``cv2.resize``): ``cx' = (cx + 0.5) * sx - 0.5``. image_proc's resize uses
+    ``cx' = cx * sx``; the two differ by ``0.5 * (sx - 1)`` pixels. The P translation column scales with fx, fy.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape not in ((3, 3), (3, 4)):
+        raise ValueError(f"intrinsics must be 3x3 (K) or 3x4 (P), got shape {matrix.shape}")
+    (from_h, from_w), (to_h, to_w) = from_size, to_size
+    if min(from_h, from_w, to_h, to_w) <= 0:
+        raise ValueError(f"image sizes must be positive, got from {from_size} to {to_size}")
+    sx, sy = to_w / from_w, to_h / from_h
+    out = matrix.copy()
+    out[0, :] *= sx
+    out[1, :] *= sy
+    out[0, 2] = (matrix[0, 2] + 0.5) * sx - 0.5
+    out[1, 2] = (matrix[1, 2] + 0.5) * sy - 0.5
+    return out
+
+
+def pack_rgb(colors: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (...,) float32 holding the PCL ``0x00RRGGBB`` packing."""
+    colors = np.asarray(colors, dtype=np.uint8)
+    packed = (colors[..., 0].astype(np.uint32) << 16) | (colors[..., 1].astype(np.uint32) << 8) | colors[..., 2]
+    return packed.astype("<u4").view("<f4")
+
+
+def unpack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgb`: (...,) float32 -> (..., 3) uint8 RGB."""
+    packed = np.ascontiguousarray(rgb, dtype="<f4").view("<u4")
+    return np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=-1).astype(np.uint8)
+
+
+@lru_cache(maxsize=16)
+def _rays(fx: float, fy: float, cx: float, cy: float, height: int, width: int, stride: int):
+    """Normalised ray coordinates of the sampled columns (x/z) and rows (y/z); cached per camera and size."""
+    u = np.arange(0, width, stride, dtype=np.float64)
+    v = np.arange(0, height, stride, dtype=np.float64)
+    ray_x = ((u - cx) / fx).astype(np.float32)
+    ray_y = ((v - cy) / fy).astype(np.float32)
+    ray_x.flags.writeable = False
+    ray_y.flags.writeable = False
+    return ray_x, ray_y
+
+
+def pixel_rays(K: np.ndarray, height: int, width: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(w',) x/z of every ``stride``-th column and (h',) y/z of every ``stride``-th row (read-only, cached)."""
+    K = np.asarray(K, dtype=np.float64)
+    return _rays(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(height), int(width), int(stride))
+
+
+def valid_depth_mask(depth: np.ndarray, max_depth: float = math.inf) -> np.ndarray:
+    """Pixels with a usable depth: finite, > 0 and <= ``max_depth`` (REP 117: NaN/Inf carry no point)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(depth) & (depth > 0) & (depth <= max_depth)
+
+
+def depth_to_cloud(
+    depth: np.ndarray,
+    K: np.ndarray,
+    colors: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    instances: np.ndarray | None = None,
+    stride: int = 1,
+    max_depth: float = math.inf,
+    organized: bool = True,
+    exclude_labels: Sequence[int] = (),
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Back-project a (H, W) depth map in metres into a structured :data:`CLOUD_DTYPE` array.
+
+    ``colors`` (H, W, 3) uint8 RGB, ``labels`` (H, W) class ids (255 void) and ``instances`` (H, W) instance ids
+    share the depth map's grid; missing ones give rgb 0, label 255, instance 0. ``stride`` keeps every s-th row
+    and column. Organized: shape (ceil(H/s), ceil(W/s)), invalid points have NaN x, y, z (other fields kept).
+    Unorganized: shape (N,), invalid points dropped, row-major order. Invalid: non-finite, <= 0 or
+    > ``max_depth`` depth, or a label in ``exclude_labels``.
+
+    Why blocks of rows, planes, then one interleave: every field is computed on a small contiguous plane that
+    stays in cache (SIMD-fast), and one ``np.stack`` per block writes the 24-byte records. Writing six strided
+    fields of the whole cloud one by one is about twice as slow.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    height, width = depth.shape
+    for name, array, ndim in (("colors", colors, 3), ("labels", labels, 2), ("instances", instances, 2)):
+        if array is not None and (array.ndim != ndim or array.shape[:2] != depth.shape):
+            raise ValueError(f"{name} must match the depth map's {depth.shape}, got shape {array.shape}")
+    if colors is not None and colors.shape[2] != 3:
+        raise ValueError(f"colors must be (H, W, 3) RGB, got shape {colors.shape}")
+    ray_x, ray_y = pixel_rays(K, height, width, stride)
+    out_h, out_w = ray_y.shape[0], ray_x.shape[0]
+    depth_s = depth[::stride, ::stride]  # (h', w') view
+    valid = valid_depth_mask(depth_s, max_depth)
+    if labels is not None and len(exclude_labels):
+        valid &= ~np.isin(labels[::stride, ::stride], np.asarray(exclude_labels))
+
+    count = out_h * out_w if organized else int(np.count_nonzero(valid))
+    if out is None:
+        out = np.empty(count, dtype=CLOUD_DTYPE)
+    elif out.dtype != CLOUD_DTYPE or out.ndim != 1 or out.size < count or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a contiguous 1-D CLOUD_DTYPE buffer of >= {count} points, got "
+                         f"{out.dtype} {out.shape}")
+    out = out[:count].reshape((out_h, out_w) if organized else (count,))
+    records = out.view("<u4").reshape(-1, 6)  # (points, 6) uint32 words of each record
+    block_rows = max(1, _BLOCK_POINTS // out_w)
+    planes = np.empty((6, block_rows, out_w), dtype="<f4")  # x, y, z, rgb, label, instance of one block
+    written = 0
+    for row0 in range(0, out_h, block_rows):
+        row1 = min(out_h, row0 + block_rows)
+        rows = row1 - row0
+        full_rows = slice(row0 * stride, (row1 - 1) * stride + 1, stride)  # the block's rows at full resolution
+        block_valid = valid[row0:row1]
+        x, y, z = planes[0, :rows], planes[1, :rows], planes[2, :rows]
+        rgb, label, instance = (planes[k, :rows].view("<u4") for k in (3, 4, 5))
+        np.copyto(z, depth_s[row0:row1], casting="same_kind")
+        z[~block_valid] = np.nan
+        np.multiply(ray_x[None, :], z, out=x)
+        np.multiply(ray_y[row0:row1, None], z, out=y)
+        if colors is None:
+            rgb.fill(0)
+        else:
+            _pack_rgb_into(rgb, colors[full_rows.start:full_rows.stop], stride)
+        if labels is None:
+            label.fill(VOID_CLASS)
+        else:
+            np.copyto(label, labels[full_rows, ::stride], casting="unsafe")
+        if instances is None:
+            instance.fill(0)
+        else:
+            np.copyto(instance, instances[full_rows, ::stride], casting="unsafe")
+        columns = [plane.view("<u4").reshape(-1) for plane in (x, y, z, rgb, label, instance)]  # 6 x (rows*w',)
+        if organized:
+            np.stack(columns, axis=-1, out=records[row0 * out_w:row1 * out_w])  # (rows*w', 6)
+        else:
+            keep = block_valid.reshape(-1)
+            count = int(np.count_nonzero(keep))
+            np.stack([column[keep] for column in columns], axis=-1, out=records[written:written + count])
+            written += count
+    return out
+
+
+#: Points per block of :func:`depth_to_cloud`: 6 planes of 64k float32 (1.5 MiB) stay in a core's cache.
+_BLOCK_POINTS = 65536
+
+
+def _pack_rgb_into(target: np.ndarray, colors: np.ndarray, stride: int) -> None:
+    """Write the PCL 0x00RRGGBB packing of ``colors[::stride, ::stride]`` into the (h', w') uint32 ``target``.
+
+    Why the unaligned big-endian view: read at byte offset 3*i, a big-endian uint32 is R<<24 | G<<16 | B<<8 |
+    (next R), so one shift right by 8 packs a pixel, three times faster than combining three channels. The view
+    would read one byte past the buffer at the very last pixel, so the last sampled row is packed channel-wise.
+    """
+    colors = np.ascontiguousarray(colors, dtype=np.uint8)
+    width = colors.shape[1]
+    out_h = target.shape[0]
+    if out_h > 1:
+        big_endian = np.ndarray(
+            shape=(out_h - 1, target.shape[1]), dtype=">u4", buffer=colors, strides=(stride * width * 3, stride * 3)
+        )
+        np.right_shift(big_endian, 8, out=target[:-1], casting="unsafe")
+    last = colors[(out_h - 1) * stride, ::stride].astype(np.uint32)  # (w', 3)
+    target[-1] = (last[:, 0] << 16) | (last[:, 1] << 8) | last[:, 2]
+
+
+@dataclass
+class InstanceBox:
+    """An axis-aligned 3D box (optical frame) around one thing instance's robust point extent."""
+
+    panoptic_id: int
+    class_id: int
+    instance_id: int
+    center: np.ndarray  # (3,) metres
+    size: np.ndarray  # (3,) metres, each >= the minimum size asked for
+    distance: float  # median z of the instance's points, metres
+    num_points: int
+
+
+def instance_boxes(
+    depth: np.ndarray,
+    K: np.ndarray,
+    panoptic: np.ndarray,
+    stride: int = 1,
+    max_depth: float = math.inf,
+    percentiles: tuple[float, float] = (5.0, 95.0),
+    min_points: int = 10,
+    min_size: float = 0.05,
+    label_divisor: int = LABEL_DIVISOR,
+) -> list[InstanceBox]:
+    """One box per thing instance (panoptic id with a non-zero instance part) with >= ``min_points`` valid points.
+
+    The box spans the ``percentiles`` of the instance's points on each axis, so stray edge pixels (depth
+    bleeding from the background) do not inflate it. Boxes are sorted by panoptic id.
+    """
+    if depth.shape != panoptic.shape:
+        raise ValueError(f"depth {depth.shape} and panoptic {panoptic.shape} must have the same shape")
+    height, width = depth.shape
+    ray_x, ray_y = pixel_rays(K, height, width, stride)
+    z = depth[::stride, ::stride]
+    ids = panoptic[::stride, ::stride]
+    keep = valid_depth_mask(z, max_depth) & (ids >= 0) & (ids % label_divisor != 0)
+    rows, cols = np.nonzero(keep)  # (N,), (N,)
+    if rows.size == 0:
+        return []
+    keys = ids[rows, cols]
+    order = np.argsort(keys, kind="stable")
+    keys, rows, cols = keys[order], rows[order], cols[order]
+    zs = z[rows, cols].astype(np.float64)
+    points = np.stack([ray_x[cols] * zs, ray_y[rows] * zs, zs], axis=1)  # (N, 3)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], keys.size]
+    boxes = []
+    for start, end in zip(starts, ends):
+        if end - start < min_points:
+            continue
+        group = points[start:end]  # (n, 3)
+        low, high = np.percentile(group, percentiles, axis=0)  # (3,), (3,)
+        key = int(keys[start])
+        boxes.append(
+            InstanceBox(
+                panoptic_id=key,
+                class_id=key // label_divisor,
+                instance_id=key % label_divisor,
+                center=(low + high) / 2,
+                size=np.maximum(high - low, min_size),
+                distance=float(np.median(group[:, 2])),
+                num_points=int(end - start),
+            )
+        )
+    return boxes

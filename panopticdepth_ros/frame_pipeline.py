@@ -1,0 +1,396 @@
+"""Everything the node does per frame except the rclpy calls: CDR bytes in, CDR bytes of the asked-for outputs out.
+
+The live node (raw subscriptions, ``publish(bytes)``) and the offline bag tool (bag reader/writer) both call
+:meth:`FramePipeline.process`, so CI exercises the node's whole per-frame path without ROS. Bad input never
+raises: the frame is skipped with a reason that names the problem, and the counters feed ``/diagnostics``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from panopticdepth_core.data.classes import CITYSCAPES_CLASSES, ClassInfo
+from panopticdepth_core.inference.pointcloud import CLOUD_DTYPE, depth_to_cloud, instance_boxes, scale_intrinsics
+from panopticdepth_core.inference.visualize import colorize_panoptic, overlay
+
+from . import messages as m
+from .conversions import FrameError, camera_info_to_K, compressed_msg_to_rgb, image_msg_to_rgb, stamp_seconds
+
+#: Output topic suffixes (published as ``~/<suffix>``) and their message types.
+OUTPUT_TYPES: dict[str, str] = {
+    "panoptic": m.IMAGE,
+    "semantic": m.IMAGE,
+    "instance": m.IMAGE,
+    "depth": m.IMAGE,
+    "depth/camera_info": m.CAMERA_INFO,
+    "points": m.POINT_CLOUD2,
+    "overlay": m.IMAGE,
+    "instances": m.MARKER_ARRAY,
+}
+OUTPUTS: tuple[str, ...] = tuple(OUTPUT_TYPES)
+#: Outputs that need camera intrinsics (off without a camera_info).
+OUTPUTS_NEEDING_INTRINSICS = frozenset({"depth/camera_info", "points", "instances"})
+#: Outputs that need a depth head.
+OUTPUTS_NEEDING_DEPTH = frozenset({"depth", "depth/camera_info", "points", "instances"})
+STAGES: tuple[str, ...] = ("decode", "preprocess", "model", "postprocess", "cloud", "messages")
+CLOUD_COLORS = ("overlay", "image", "panoptic")
+
+
+class PredictionLike(Protocol):
+    """What the predictor returns (panopticdepth_core.inference.predictor.Prediction fits; torch tensors too)."""
+
+    panoptic: Any  # (H, W) int32 class*1000 + instance, -1 void
+    semantic: Any  # (H, W) int32 class id, 255 void
+    instance: Any  # (H, W) int32 1..N for things, 0 elsewhere
+    depth: Any  # (H, W) float32 metres (0 = none) or None
+
+
+class PredictorLike(Protocol):
+    """``predictor(rgb)`` with an (H, W, 3) uint8 RGB image; an optional ``timings`` dict on the result
+    (preprocess / model / postprocess / to_numpy seconds) splits the model stage."""
+
+    def __call__(self, image: np.ndarray) -> PredictionLike: ...
+
+
+@dataclass
+class PipelineSettings:
+    """Per-frame behaviour; the node fills it from its ROS parameters."""
+
+    distro: str = "humble"  # type store for (de)serialization; wire formats agree for humble and jazzy
+    compressed_input: bool = False  # byte input is sensor_msgs/CompressedImage instead of Image
+    intrinsics_source: str = "p"  # "p": camera_info P (rectified images, as depth_image_proc); "k": K
+    cloud_stride: int = 1  # keep every s-th row and column of the cloud
+    cloud_max_depth: float = math.inf  # metres; farther points are invalid
+    cloud_organized: bool = True  # organized (H x W, NaN invalid) or unorganized (1 x N, invalid dropped)
+    cloud_color: str = "overlay"  # rgb field: "overlay" (panoptic blended on the image), "image" or "panoptic"
+    cloud_exclude_labels: tuple[int, ...] = ()  # class ids whose points are dropped/NaN (e.g. sky)
+    overlay_alpha: float = 0.5
+    marker_stride: int = 2  # pixel stride when measuring instance boxes
+    marker_lifetime_s: float = 1.0
+    label_threshold: float = 0.0  # LabelInfo.threshold: the model's score threshold
+    classes: tuple[ClassInfo, ...] = CITYSCAPES_CLASSES
+    diagnostics_name: str = "panopticdepth_node: pipeline"
+    hardware_id: str = ""
+    stats_window: int = 100  # frames in the latency / rate / stage-time windows
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.distro in m.DISTROS, f"distro must be one of {sorted(m.DISTROS)}, got {self.distro!r}"),
+            (self.intrinsics_source in ("p", "k"), f"intrinsics_source must be 'p' or 'k', got "
+                                                   f"{self.intrinsics_source!r}"),
+            (int(self.cloud_stride) >= 1, f"cloud_stride must be >= 1, got {self.cloud_stride}"),
+            (int(self.marker_stride) >= 1, f"marker_stride must be >= 1, got {self.marker_stride}"),
+            (self.cloud_max_depth > 0, f"cloud_max_depth must be > 0 metres, got {self.cloud_max_depth}"),
+            (self.cloud_color in CLOUD_COLORS, f"cloud_color must be one of {CLOUD_COLORS}, got "
+                                               f"{self.cloud_color!r}"),
+            (0.0 <= self.overlay_alpha <= 1.0, f"overlay_alpha must lie in [0, 1], got {self.overlay_alpha}"),
+            (self.stats_window >= 2, f"stats_window must be >= 2, got {self.stats_window}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass
+class FrameResult:
+    """The outcome of one frame: serialized outputs to publish, or why the frame was skipped."""
+
+    outputs: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # suffix -> (typename, CDR bytes)
+    header: Any = None  # the input image's header (None when the image could not be decoded)
+    skipped: bool = False
+    reason: str | None = None  # names the problem; the node logs it (throttled)
+    code: str | None = None  # short category, counted in diagnostics
+    warnings: list[str] = field(default_factory=list)  # non-fatal: outputs left off and why
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+class PipelineStats:
+    """Counters and windows behind /diagnostics: frames in, processed, dropped (by reason), latency, rate."""
+
+    def __init__(self, window: int = 100, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.frames_in = 0
+        self.processed = 0
+        self.dropped: Counter[str] = Counter()
+        self.last_drop_reason = ""
+        self.latencies: deque[float] = deque(maxlen=window)  # seconds, receive -> outputs serialized
+        self.stamp_latencies: deque[float] = deque(maxlen=window)  # seconds, header stamp -> outputs ready
+        self.done_times: deque[float] = deque(maxlen=window)
+        self.stage_times: deque[dict[str, float]] = deque(maxlen=window)
+        self._reported_drops = 0
+
+    def note_dropped(self, code: str, reason: str = "") -> None:
+        """Count a dropped frame (the node calls this too, e.g. code "busy" when frames arrive too fast)."""
+        self.dropped[code] += 1
+        if reason:
+            self.last_drop_reason = reason
+
+    def note_processed(self, latency: float, timings: dict[str, float], stamp_latency: float | None) -> None:
+        self.processed += 1
+        self.latencies.append(latency)
+        self.done_times.append(self.clock())
+        self.stage_times.append(dict(timings))
+        if stamp_latency is not None and math.isfinite(stamp_latency):
+            self.stamp_latencies.append(stamp_latency)
+
+    def rate(self) -> float:
+        """Processed frames per second over the window (0 with fewer than two frames)."""
+        if len(self.done_times) < 2:
+            return 0.0
+        span = self.done_times[-1] - self.done_times[0]
+        return (len(self.done_times) - 1) / span if span > 0 else 0.0
+
+    def values(self) -> dict[str, object]:
+        """Key/value pairs for a DiagnosticStatus (times in milliseconds)."""
+        values: dict[str, object] = {
+            "frames in": self.frames_in,
+            "frames processed": self.processed,
+            "frames dropped": sum(self.dropped.values()),
+        }
+        for code, count in sorted(self.dropped.items()):
+            values[f"dropped ({code})"] = count
+        values["rate (Hz)"] = self.rate()
+        latencies = np.asarray(self.latencies, dtype=np.float64) * 1e3
+        values["latency mean (ms)"] = float(latencies.mean()) if latencies.size else math.nan
+        values["latency max (ms)"] = float(latencies.max()) if latencies.size else math.nan
+        if self.stamp_latencies:
+            values["latency from stamp mean (ms)"] = float(np.mean(self.stamp_latencies) * 1e3)
+        for stage in STAGES:
+            samples = [t[stage] for t in self.stage_times if stage in t]
+            values[f"{stage} mean (ms)"] = float(np.mean(samples) * 1e3) if samples else math.nan
+        if self.last_drop_reason:
+            values["last drop reason"] = self.last_drop_reason
+        return values
+
+    def level_and_message(self) -> tuple[int, str]:
+        """WARN when frames were dropped since the last report or none got through; else OK."""
+        dropped = sum(self.dropped.values())
+        new_drops, self._reported_drops = dropped - self._reported_drops, dropped
+        summary = f"{self.processed}/{self.frames_in} frames processed, {self.rate():.1f} Hz"
+        if self.frames_in and not self.processed:
+            return 1, f"no frame processed yet ({dropped} dropped): {self.last_drop_reason or 'see values'}"
+        if new_drops > 0:
+            return 1, f"{new_drops} frames dropped since the last report; {summary}"
+        return 0, summary
+
+
+def _to_numpy(value) -> np.ndarray | None:
+    if value is None:
+        return None
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _resize_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize (pixel centres aligned) for when the predictor answers at another size."""
+    height, width = image.shape[:2]
+    rows = np.minimum(((np.arange(size[0]) + 0.5) * height / size[0]).astype(np.intp), height - 1)
+    cols = np.minimum(((np.arange(size[1]) + 0.5) * width / size[1]).astype(np.intp), width - 1)
+    return image[rows[:, None], cols[None, :]]
+
+
+class FramePipeline:
+    """Holds the predictor, the settings and the counters; :meth:`process` turns one frame into messages.
+
+    One frame at a time (not thread-safe): the cloud buffer is reused across frames.
+    """
+
+    def __init__(self, predictor: PredictorLike, settings: PipelineSettings | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.predictor = predictor
+        self.settings = settings or PipelineSettings()
+        self.store = m.get_store(self.settings.distro)
+        self.stats = PipelineStats(self.settings.stats_window, clock)
+        classes = self.settings.classes
+        self.class_names = [c.name for c in classes]
+        self.class_colors = [c.color for c in classes]
+        self._cloud_buffer = np.empty(0, dtype=CLOUD_DTYPE)  # reused across frames: no fresh pages per cloud
+
+    # ----------------------------------------------------------------------------------------------- inputs
+    def decode_image(self, image) -> tuple[Any, np.ndarray]:
+        """(message, RGB array) from CDR bytes or a message object; FrameError when unusable."""
+        compressed = self.settings.compressed_input if _is_bytes(image) else hasattr(image, "format")
+        typename = m.COMPRESSED_IMAGE if compressed else m.IMAGE
+        msg = self._deserialize(image, typename, "image")
+        rgb = compressed_msg_to_rgb(msg) if compressed else image_msg_to_rgb(msg)
+        return msg, rgb
+
+    def decode_camera_info(self, camera_info):
+        """A CameraInfo message from CDR bytes or a message object (not validated here)."""
+        return self._deserialize(camera_info, m.CAMERA_INFO, "camera_info")
+
+    def _deserialize(self, data, typename: str, what: str):
+        if not _is_bytes(data):
+            return data
+        try:
+            return m.deserialize(bytes(data) if isinstance(data, bytearray) else data, typename, self.store)
+        except Exception as error:  # rosbags raises struct/index/value errors on malformed CDR
+            raise FrameError(f"{what}: cannot deserialize {typename} CDR of {len(data)} bytes "
+                             f"({type(error).__name__}: {error})", "deserialize") from error
+
+    # ---------------------------------------------------------------------------------------------- outputs
+    def label_info(self, stamp: tuple[int, int] = (0, 0), frame_id: str = "") -> tuple[str, bytes]:
+        """~/label_info (publish once, transient local)."""
+        header = m.make_header(self.store, stamp[0], stamp[1], frame_id)
+        msg = m.label_info_message(self.store, header, self.class_names, self.settings.label_threshold)
+        return m.LABEL_INFO, m.serialize(msg, m.LABEL_INFO, self.store)
+
+    def diagnostics(self, stamp: tuple[int, int] = (0, 0)) -> tuple[str, bytes]:
+        """/diagnostics: one DiagnosticStatus with the counters, latency, rate and mean stage times."""
+        level, message = self.stats.level_and_message()
+        msg = m.diagnostics_message(self.store, stamp, self.settings.diagnostics_name, self.settings.hardware_id,
+                                    level, message, self.stats.values())
+        return m.DIAGNOSTIC_ARRAY, m.serialize(msg, m.DIAGNOSTIC_ARRAY, self.store)
+
+    # ------------------------------------------------------------------------------------------------ frame
+    def process(self, image, camera_info=None, wanted: Iterable[str] = OUTPUTS,
+                receive_time: float | None = None) -> FrameResult:
+        """Run one frame: ``image`` and ``camera_info`` as CDR bytes or message objects (camera_info may be None).
+
+        Builds only the ``wanted`` outputs. Never raises for bad input or a failing predictor: the result is
+        then ``skipped`` with ``reason`` and ``code``. ``receive_time`` (seconds on the header's clock, when the
+        frame arrived) adds a stamp-to-output latency to the diagnostics. Unknown output names raise ValueError
+        (a programming error, not bad input).
+        """
+        wanted_set = set(wanted)
+        unknown = wanted_set - set(OUTPUT_TYPES)
+        if unknown:
+            raise ValueError(f"unknown outputs {sorted(unknown)}; expected some of {list(OUTPUTS)}")
+        self.stats.frames_in += 1
+        result = FrameResult()
+        start = time.perf_counter()
+        try:
+            self._run(image, camera_info, wanted_set, result)
+        except FrameError as error:
+            return self._skip(result, str(error), error.code)
+        except Exception as error:  # a failing predictor or a bug must not kill the node either
+            detail = traceback.format_exception_only(type(error), error)[-1].strip()
+            return self._skip(result, f"frame failed: {detail}", "internal")
+        latency = time.perf_counter() - start
+        stamp_latency = None
+        if receive_time is not None and result.header is not None:
+            stamp_latency = receive_time + latency - stamp_seconds(result.header)
+        self.stats.note_processed(latency, result.timings, stamp_latency)
+        return result
+
+    def _skip(self, result: FrameResult, reason: str, code: str) -> FrameResult:
+        result.outputs = {}
+        result.skipped, result.reason, result.code = True, reason, code
+        self.stats.note_dropped(code, reason)
+        return result
+
+    def _run(self, image, camera_info, wanted: set[str], result: FrameResult) -> None:
+        settings, timings = self.settings, result.timings
+        tick = time.perf_counter()
+        msg, rgb = self.decode_image(image)
+        result.header = msg.header
+        if not getattr(self.predictor, "depth_on", True) and wanted & OUTPUTS_NEEDING_DEPTH:
+            result.warnings.append("the model has no depth head: ~/depth, ~/depth/camera_info, ~/points and "
+                                   "~/instances are off")
+            wanted -= OUTPUTS_NEEDING_DEPTH
+        K_image = None
+        if wanted & OUTPUTS_NEEDING_INTRINSICS:
+            if camera_info is None:
+                result.warnings.append(
+                    "no camera_info received: ~/points, ~/instances and ~/depth/camera_info are off until one "
+                    "arrives on the camera_info topic"
+                )
+                wanted -= OUTPUTS_NEEDING_INTRINSICS
+            else:
+                camera_info = self.decode_camera_info(camera_info)
+                K_image = camera_info_to_K(camera_info, rgb.shape[:2], settings.intrinsics_source)
+        now = time.perf_counter()
+        timings["decode"], tick = now - tick, now
+
+        prediction = self.predictor(rgb)
+        now = time.perf_counter()
+        reported = dict(getattr(prediction, "timings", None) or {})
+        if "model" in reported:
+            for stage in ("preprocess", "model"):
+                timings[stage] = float(reported.get(stage, 0.0))
+            timings["postprocess"] = float(reported.get("postprocess", 0.0)) + float(reported.get("to_numpy", 0.0))
+        else:
+            timings["preprocess"], timings["model"], timings["postprocess"] = 0.0, now - tick, 0.0
+        tick = now
+
+        panoptic = _to_numpy(prediction.panoptic).astype(np.int32, copy=False)
+        semantic = _to_numpy(prediction.semantic).astype(np.int32, copy=False)
+        instance = _to_numpy(prediction.instance).astype(np.int32, copy=False)
+        depth = _to_numpy(getattr(prediction, "depth", None))
+        out_size = panoptic.shape
+        if semantic.shape != out_size or instance.shape != out_size or (depth is not None and depth.shape != out_size):
+            raise FrameError(f"predictor returned maps of different shapes: panoptic {panoptic.shape}, semantic "
+                             f"{semantic.shape}, instance {instance.shape}, depth {getattr(depth, 'shape', None)}",
+                             "internal")
+        if depth is None and wanted & OUTPUTS_NEEDING_DEPTH:  # a predictor without a ``depth_on`` flag
+            result.warnings.append("the model has no depth head: ~/depth, ~/depth/camera_info, ~/points and "
+                                   "~/instances are off")
+            wanted -= OUTPUTS_NEEDING_DEPTH
+        if depth is not None:
+            depth = depth.astype(np.float32, copy=False)
+        K = None
+        if K_image is not None:
+            K = K_image if out_size == rgb.shape[:2] else scale_intrinsics(K_image, rgb.shape[:2], out_size)
+        image_rgb = rgb if out_size == rgb.shape[:2] else _resize_nearest(rgb, out_size)
+        colors = None
+        needs_cloud_colors = "points" in wanted and settings.cloud_color != "image"
+        if "overlay" in wanted or needs_cloud_colors:
+            colors = colorize_panoptic(semantic, instance, settings.classes)
+        overlay_rgb = None
+        if "overlay" in wanted or (needs_cloud_colors and settings.cloud_color == "overlay"):
+            overlay_rgb = overlay(image_rgb, colors, settings.overlay_alpha, boundaries=True, labels=panoptic)
+        now = time.perf_counter()
+        timings["postprocess"] += now - tick
+        tick = now
+
+        cloud = boxes = None
+        if "points" in wanted:
+            cloud_rgb = {"overlay": overlay_rgb, "image": image_rgb, "panoptic": colors}[settings.cloud_color]
+            stride = settings.cloud_stride
+            points = -(-out_size[0] // stride) * -(-out_size[1] // stride)
+            if self._cloud_buffer.size < points:
+                self._cloud_buffer = np.empty(points, dtype=CLOUD_DTYPE)
+            cloud = depth_to_cloud(depth, K, cloud_rgb, semantic, instance, stride, settings.cloud_max_depth,
+                                   settings.cloud_organized, settings.cloud_exclude_labels, out=self._cloud_buffer)
+        if "instances" in wanted:
+            boxes = instance_boxes(depth, K, panoptic, settings.marker_stride, settings.cloud_max_depth)
+        now = time.perf_counter()
+        timings["cloud"], tick = now - tick, now
+
+        store, header, built = self.store, msg.header, {}
+        if "panoptic" in wanted:
+            built["panoptic"] = m.panoptic_image(store, header, panoptic)
+        if "semantic" in wanted:
+            built["semantic"] = m.semantic_image(store, header, semantic)
+        if "instance" in wanted:
+            built["instance"] = m.instance_image(store, header, instance)
+        if "depth" in wanted:
+            built["depth"] = m.depth_image(store, header, depth)
+        if "depth/camera_info" in wanted:
+            built["depth/camera_info"] = m.depth_camera_info(store, header, camera_info, out_size)
+        if "points" in wanted:
+            dense = None if settings.cloud_organized else True  # unorganized clouds hold valid points only
+            built["points"] = m.pointcloud2_message(store, header, cloud, is_dense=dense)
+        if "overlay" in wanted:
+            built["overlay"] = m.rgb_image(store, header, overlay_rgb)
+        if "instances" in wanted:
+            built["instances"] = m.instance_markers(store, header, boxes, self.class_names, self.class_colors,
+                                                    settings.marker_lifetime_s)
+        for suffix, message in built.items():
+            typename = OUTPUT_TYPES[suffix]
+            result.outputs[suffix] = (typename, m.serialize(message, typename, store))
+        timings["messages"] = time.perf_counter() - tick
+
+
+def _is_bytes(value) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview))
+

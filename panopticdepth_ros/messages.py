@@ -1,0 +1,366 @@
+"""Build the node's output messages as rosbags objects and serialize them to CDR bytes (no rclpy).
+
+One code path for the live node and the bag tool: the node hands the bytes to ``Publisher.publish(bytes)``, the
+bag writer writes the same bytes. Wire formats of every type used here are identical in Humble and Jazzy (only
+Jazzy's Marker gains the ARROW_STRIP constant), so either type store serializes for both.
+
+Encodings (see docs/ros_node.md): ~/panoptic 32SC1 ``class * 1000 + instance`` with -1 void; ~/semantic mono8
+class id with 255 void; ~/instance 16UC1 instance id (1..N things, 0 otherwise); ~/depth 32FC1 metres with NaN
+where there is no estimate (REP 118/117); ~/overlay rgb8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+
+import numpy as np
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from panopticdepth_core.inference.pointcloud import InstanceBox, scale_intrinsics
+
+from .conversions import camera_geometry
+
+DISTROS = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}
+
+# vision_msgs is not in rosbags' Humble/Jazzy stores. Field declarations of vision_msgs 4.x (ros2 branch, the
+# version released into Humble and Jazzy); comments abbreviated. Registered with get_types_from_msg.
+VISION_CLASS_MSG = """\
+# Maps an integer class id to a class name; 65535 (uint16) or 255 (uint8 pipelines) is "UNLABELED".
+uint16 class_id
+string class_name
+"""
+LABEL_INFO_MSG = """\
+# Meta-information of a vision pipeline: class id -> name map and the confidence threshold used.
+std_msgs/Header header
+vision_msgs/VisionClass[] class_map
+float32 threshold
+"""
+
+IMAGE = "sensor_msgs/msg/Image"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
+LABEL_INFO = "vision_msgs/msg/LabelInfo"
+MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
+DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
+
+#: Bytes that follow the trailing ``uint8[] data`` in the CDR of these types (PointCloud2: ``bool is_dense``).
+_BYTES_AFTER_DATA = {IMAGE: 0, POINT_CLOUD2: 1}
+_SPLICE_MIN_BYTES = 4096
+
+_POINT_FIELD_TYPES = {
+    np.dtype("int8"): 1, np.dtype("uint8"): 2, np.dtype("<i2"): 3, np.dtype("<u2"): 4,
+    np.dtype("<i4"): 5, np.dtype("<u4"): 6, np.dtype("<f4"): 7, np.dtype("<f8"): 8,
+}
+_POINT_FIELD_DTYPES = {code: dtype for dtype, code in _POINT_FIELD_TYPES.items()}
+
+
+@cache
+def get_store(distro: str = "humble"):
+    """The rosbags type store of ``distro`` ("humble" or "jazzy") with vision_msgs LabelInfo registered."""
+    if distro not in DISTROS:
+        raise ValueError(f"ROS distro must be one of {sorted(DISTROS)}, got {distro!r}")
+    store = get_typestore(DISTROS[distro])
+    if LABEL_INFO not in store.types:  # a future rosbags store may ship vision_msgs itself
+        types = {}
+        types.update(get_types_from_msg(VISION_CLASS_MSG, "vision_msgs/msg/VisionClass"))
+        types.update(get_types_from_msg(LABEL_INFO_MSG, LABEL_INFO))
+        store.register(types)
+    return store
+
+
+def serialize(msg, typename: str, store) -> bytes:
+    """CDR bytes (with the 4-byte encapsulation header) of a rosbags message, as rclpy's ``publish`` wants.
+
+    Why the splice: ``bytes(store.serialize_cdr(...))`` copies large image/cloud payloads twice; serializing the
+    message with empty ``data`` and joining prefix + length + payload + tail copies the payload once. Tests check
+    it is byte-identical to rosbags' own serializer.
+    """
+    data = getattr(msg, "data", None)
+    if typename in _BYTES_AFTER_DATA and isinstance(data, np.ndarray) and data.nbytes >= _SPLICE_MIN_BYTES:
+        payload = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        empty = store.serialize_cdr(dataclasses.replace(msg, data=np.empty(0, np.uint8)), typename)
+        after = _BYTES_AFTER_DATA[typename]
+        prefix_end = len(empty) - after - 4
+        return b"".join((empty[:prefix_end], struct.pack("<I", payload.size), payload, empty[len(empty) - after:]))
+    return bytes(store.serialize_cdr(msg, typename))
+
+
+def deserialize(data: bytes | memoryview, typename: str, store):
+    """A rosbags message from CDR bytes (rclpy raw subscriptions and bag readers deliver these)."""
+    return store.deserialize_cdr(data, typename)
+
+
+def make_header(store, stamp_sec: int = 0, stamp_nanosec: int = 0, frame_id: str = ""):
+    """A std_msgs/Header."""
+    types = store.types
+    stamp = types["builtin_interfaces/msg/Time"](sec=int(stamp_sec), nanosec=int(stamp_nanosec))
+    return types["std_msgs/msg/Header"](stamp=stamp, frame_id=str(frame_id))
+
+
+def copy_header(store, header):
+    """A new Header equal to ``header`` (a rosbags or rclpy Header): outputs carry the input's stamp and frame."""
+    return make_header(store, header.stamp.sec, header.stamp.nanosec, header.frame_id)
+
+
+_IMAGE_ENCODINGS = {  # (numpy dtype, channels) -> encoding
+    (np.dtype("uint8"), 1): "mono8", (np.dtype("uint8"), 3): "rgb8", (np.dtype("<u2"), 1): "16UC1",
+    (np.dtype("<i4"), 1): "32SC1", (np.dtype("<f4"), 1): "32FC1",
+}
+
+
+def image_message(store, header, array: np.ndarray, encoding: str | None = None):
+    """sensor_msgs/Image of a (H, W) or (H, W, C) array, little-endian, unpadded rows; data is a view if it can be."""
+    array = np.asarray(array)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    array = np.ascontiguousarray(array)
+    if array.ndim not in (2, 3):
+        raise ValueError(f"image array must be (H, W) or (H, W, C), got shape {array.shape}")
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    if encoding is None:
+        encoding = _IMAGE_ENCODINGS.get((array.dtype, channels))
+        if encoding is None:
+            raise ValueError(f"no image encoding for {channels}-channel {array.dtype}; pass one")
+    return store.types[IMAGE](
+        header=copy_header(store, header),
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=width * channels * array.dtype.itemsize,
+        data=array.view(np.uint8).reshape(-1),
+    )
+
+
+def panoptic_image(store, header, panoptic: np.ndarray):
+    """~/panoptic: 32SC1, ``class * 1000 + instance`` (instance 0 for stuff), -1 void."""
+    return image_message(store, header, np.asarray(panoptic).astype("<i4", copy=False), "32SC1")
+
+
+def semantic_image(store, header, semantic: np.ndarray, void: int = 255):
+    """~/semantic: mono8 class ids; anything outside 0..254 (void, ignore) becomes 255."""
+    semantic = np.asarray(semantic)
+    ids = np.where((semantic >= 0) & (semantic < void), semantic, void).astype(np.uint8)
+    return image_message(store, header, ids, "mono8")
+
+
+def instance_image(store, header, instance: np.ndarray):
+    """~/instance: 16UC1 instance ids (1..N for things, 0 for stuff and void)."""
+    ids = np.clip(np.asarray(instance), 0, 65535).astype("<u2")
+    return image_message(store, header, ids, "16UC1")
+
+
+def depth_image(store, header, depth: np.ndarray):
+    """~/depth: 32FC1 metres along the optical axis (REP 118); no estimate (<= 0 or non-finite) is NaN (REP 117)."""
+    depth = np.asarray(depth, dtype="<f4")
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(depth) & (depth > 0)
+    return image_message(store, header, np.where(valid, depth, np.float32(np.nan)).astype("<f4"), "32FC1")
+
+
+def rgb_image(store, header, rgb: np.ndarray):
+    """~/overlay: rgb8."""
+    return image_message(store, header, np.asarray(rgb, dtype=np.uint8), "rgb8")
+
+
+def depth_camera_info(store, header, source_info, output_size: tuple[int, int]):
+    """~/depth/camera_info: ``source_info`` (the input camera_info) for an image of ``output_size`` (height, width).
+
+    K and P are scaled from the size camera_info describes (after its binning and ROI) to the output size; D, R
+    and the distortion model are copied; binning and ROI are reset because they are already applied. An all-zero
+    input P is published as [K | 0] so depth_image_proc (which reads P) works.
+    """
+    geometry = camera_geometry(source_info)
+    height, width = output_size
+    k, p = geometry.K, geometry.P
+    if geometry.size is not None and geometry.size != (height, width):
+        k = scale_intrinsics(k, geometry.size, (height, width))
+        p = scale_intrinsics(p, geometry.size, (height, width))
+    types = store.types
+    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return types[CAMERA_INFO](
+        header=copy_header(store, header),
+        height=int(height),
+        width=int(width),
+        distortion_model=str(source_info.distortion_model),
+        d=np.asarray(source_info.d, dtype=np.float64).reshape(-1).copy(),
+        k=k.reshape(-1).astype(np.float64),
+        r=np.asarray(source_info.r, dtype=np.float64).reshape(-1).copy(),
+        p=p.reshape(-1).astype(np.float64),
+        binning_x=0,
+        binning_y=0,
+        roi=roi,
+    )
+
+
+def label_info_message(
+    store, header, class_names: Sequence[str], threshold: float, void_id: int = 255, void_name: str = "unlabeled"
+):
+    """~/label_info (vision_msgs/LabelInfo): id -> name for every class plus ``void_id`` -> ``void_name``.
+
+    vision_msgs reserves the largest id of the label type (255 for uint8 label images) for "UNLABELED", which is
+    exactly ~/semantic's void value.
+    """
+    vision_class = store.types["vision_msgs/msg/VisionClass"]
+    class_map = [vision_class(class_id=i, class_name=str(name)) for i, name in enumerate(class_names)]
+    if void_id not in range(len(class_names)):
+        class_map.append(vision_class(class_id=int(void_id), class_name=void_name))
+    return store.types[LABEL_INFO](header=copy_header(store, header), class_map=class_map, threshold=float(threshold))
+
+
+def pointcloud2_message(store, header, cloud: np.ndarray, is_dense: bool | None = None):
+    """sensor_msgs/PointCloud2 of a structured array: (h, w) organized or (N,) unorganized (height 1).
+
+    Fields, offsets and point_step come from the array's dtype (itemsize = point_step); data is a zero-copy
+    view of the array. ``is_dense`` None: computed as "no NaN z" (x, y are NaN exactly where z is, for clouds
+    from depth maps; one field keeps the check cheap).
+    """
+    cloud = np.ascontiguousarray(cloud)
+    if cloud.dtype.names is None or cloud.ndim not in (1, 2):
+        raise ValueError(f"cloud must be a 1-D or 2-D structured array, got {cloud.dtype} {cloud.shape}")
+    height, width = (1, cloud.shape[0]) if cloud.ndim == 1 else cloud.shape
+    point_field = store.types["sensor_msgs/msg/PointField"]
+    fields = []
+    for name in cloud.dtype.names:
+        dtype, offset = cloud.dtype.fields[name][:2]
+        code = _POINT_FIELD_TYPES.get(dtype.newbyteorder("<") if dtype.byteorder == "=" else dtype)
+        if code is None:
+            raise ValueError(f"cloud field {name!r} has type {dtype}, which PointField cannot describe")
+        fields.append(point_field(name=name, offset=int(offset), datatype=code, count=1))
+    if is_dense is None:
+        is_dense = "z" not in cloud.dtype.names or not np.isnan(cloud["z"]).any()
+    return store.types[POINT_CLOUD2](
+        header=copy_header(store, header),
+        height=int(height),
+        width=int(width),
+        fields=fields,
+        is_bigendian=False,
+        point_step=cloud.dtype.itemsize,
+        row_step=cloud.dtype.itemsize * int(width),
+        data=cloud.view(np.uint8).reshape(-1),
+        is_dense=bool(is_dense),
+    )
+
+
+def pointcloud2_to_array(msg) -> np.ndarray:
+    """Structured array (height, width) of a PointCloud2's fields (little-endian, count 1): reading clouds back."""
+    if msg.is_bigendian:
+        raise ValueError("big-endian PointCloud2 is not supported")
+    dtype = np.dtype(
+        {
+            "names": [f.name for f in msg.fields],
+            "formats": [_POINT_FIELD_DTYPES[f.datatype] for f in msg.fields],
+            "offsets": [f.offset for f in msg.fields],
+            "itemsize": msg.point_step,
+        }
+    )
+    data = np.frombuffer(memoryview(msg.data).cast("B") if not isinstance(msg.data, np.ndarray) else msg.data,
+                         dtype=np.uint8)
+    rows = data.reshape(msg.height, msg.row_step)[:, : msg.width * msg.point_step]
+    return np.ascontiguousarray(rows).view(dtype).reshape(msg.height, msg.width)
+
+
+def _duration(store, seconds: float):
+    seconds = max(0.0, float(seconds))
+    whole = math.floor(seconds)
+    return store.types["builtin_interfaces/msg/Duration"](sec=int(whole), nanosec=int(round((seconds - whole) * 1e9)))
+
+
+def _marker(store, header, ns: str, marker_id: int, marker_type: int, action: int, position=(0.0, 0.0, 0.0),
+            scale=(0.0, 0.0, 0.0), color=(0.0, 0.0, 0.0, 0.0), lifetime_s: float = 0.0, text: str = ""):
+    """A visualization_msgs/Marker with every field set (rviz2 rejects NaN/Inf and unnormalised orientations)."""
+    types = store.types
+    point, vector = types["geometry_msgs/msg/Point"], types["geometry_msgs/msg/Vector3"]
+    pose = types["geometry_msgs/msg/Pose"](
+        position=point(x=float(position[0]), y=float(position[1]), z=float(position[2])),
+        orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+    )
+    texture = types[COMPRESSED_IMAGE](header=make_header(store), format="", data=np.empty(0, np.uint8))
+    return types["visualization_msgs/msg/Marker"](
+        header=copy_header(store, header),
+        ns=ns,
+        id=int(marker_id),
+        type=int(marker_type),
+        action=int(action),
+        pose=pose,
+        scale=vector(x=float(scale[0]), y=float(scale[1]), z=float(scale[2])),
+        color=types["std_msgs/msg/ColorRGBA"](r=float(color[0]), g=float(color[1]), b=float(color[2]),
+                                              a=float(color[3])),
+        lifetime=_duration(store, lifetime_s),
+        frame_locked=False,
+        points=[],
+        colors=[],
+        texture_resource="",
+        texture=texture,
+        uv_coordinates=[],
+        text=text,
+        mesh_resource="",
+        mesh_file=types["visualization_msgs/msg/MeshFile"](filename="", data=np.empty(0, np.uint8)),
+        mesh_use_embedded_materials=False,
+    )
+
+
+def instance_markers(
+    store,
+    header,
+    boxes: Iterable[InstanceBox],
+    class_names: Sequence[str],
+    class_colors: Sequence[tuple[int, int, int]],
+    lifetime_s: float = 1.0,
+    text_height: float = 0.4,
+    box_alpha: float = 0.4,
+):
+    """~/instances (MarkerArray): DELETEALL first (stale boxes vanish), then per thing a CUBE (ns "boxes") and a
+    TEXT_VIEW_FACING "car 12.3 m" above it (ns "labels"), both with the instance's panoptic id as marker id.
+
+    Boxes are axis-aligned in the optical frame (x right, y down, z forward); the distance is the median depth.
+    """
+    marker_type = store.types["visualization_msgs/msg/Marker"]
+    markers = [_marker(store, header, "", 0, marker_type.CUBE, marker_type.DELETEALL)]
+    for box in boxes:
+        if not (np.all(np.isfinite(box.center)) and np.all(np.isfinite(box.size)) and math.isfinite(box.distance)):
+            continue
+        name = class_names[box.class_id] if 0 <= box.class_id < len(class_names) else f"class {box.class_id}"
+        rgb = class_colors[box.class_id] if 0 <= box.class_id < len(class_colors) else (255, 255, 255)
+        color = (rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0, box_alpha)
+        markers.append(_marker(store, header, "boxes", box.panoptic_id, marker_type.CUBE, marker_type.ADD,
+                               box.center, box.size, color, lifetime_s))
+        top = (box.center[0], box.center[1] - box.size[1] / 2 - 0.75 * text_height, box.center[2])
+        markers.append(_marker(store, header, "labels", box.panoptic_id, marker_type.TEXT_VIEW_FACING,
+                               marker_type.ADD, top, (0.0, 0.0, text_height), (1.0, 1.0, 1.0, 1.0), lifetime_s,
+                               f"{name} {box.distance:.1f} m"))
+    return store.types[MARKER_ARRAY](markers=markers)
+
+
+def diagnostics_message(
+    store,
+    stamp: tuple[int, int],
+    name: str,
+    hardware_id: str,
+    level: int,
+    message: str,
+    values: Mapping[str, object],
+):
+    """diagnostic_msgs/DiagnosticArray with one status; ``level`` 0 OK, 1 WARN, 2 ERROR, 3 STALE."""
+    types = store.types
+    key_value = types["diagnostic_msgs/msg/KeyValue"]
+    status = types["diagnostic_msgs/msg/DiagnosticStatus"](
+        level=int(level),  # msg type ``byte``; rosbags (like rclpy) takes an int
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=[key_value(key=str(key), value=_format_value(value)) for key, value in values.items()],
+    )
+    return types[DIAGNOSTIC_ARRAY](header=make_header(store, stamp[0], stamp[1], ""), status=[status])
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if math.isfinite(value) else "nan"
+    return str(value)

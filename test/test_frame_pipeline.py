@@ -1,0 +1,298 @@
+"""The node's per-frame path without ROS: fake predictor, CDR bytes in and out, skipped frames, diagnostics."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image as PilImage
+
+from panopticdepth_core.inference.pointcloud import unpack_rgb
+from panopticdepth_core.inference.visualize import colorize_panoptic, overlay
+from panopticdepth_ros import frame_pipeline as fp
+from panopticdepth_ros import messages as m
+from panopticdepth_ros.frame_pipeline import OUTPUTS, FramePipeline, PipelineSettings
+
+HEIGHT, WIDTH = 24, 32
+STAMP = (1712345678, 987654321)
+FRAME = "front_camera_color_optical_frame"
+
+
+class FakePredictor:
+    """Deterministic maps at ``scale`` times the input size: a car, a person, road, sky and a void corner."""
+
+    def __init__(self, scale: float = 1.0, tensors: bool = False, depth: bool = True) -> None:
+        self.scale, self.tensors, self.depth, self.calls = scale, tensors, depth, 0
+
+    def __call__(self, rgb: np.ndarray):
+        assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+        self.calls += 1
+        height, width = round(rgb.shape[0] * self.scale), round(rgb.shape[1] * self.scale)
+        semantic = np.zeros((height, width), np.int32)
+        instance = np.zeros((height, width), np.int32)
+        semantic[: height // 4] = 10
+        semantic[height // 2:, : width // 3], instance[height // 2:, : width // 3] = 13, 1
+        semantic[height // 4: height // 2, width // 2:], instance[height // 4: height // 2, width // 2:] = 11, 2
+        semantic[-2:, -2:] = 255
+        panoptic = np.where(semantic == 255, -1, semantic * 1000 + instance).astype(np.int32)
+        v = np.arange(height, dtype=np.float32)[:, None]
+        depth = np.broadcast_to(3.0 + v, (height, width)).copy() if self.depth else None
+        maps = [panoptic, semantic, instance, depth]
+        if self.tensors:
+            maps = [None if x is None else torch.from_numpy(x) for x in maps]
+        return SimpleNamespace(panoptic=maps[0], semantic=maps[1], instance=maps[2], depth=maps[3], segments=[],
+                               timings={"preprocess": 0.001, "model": 0.002, "postprocess": 0.003, "to_numpy": 0.0})
+
+
+def _store(distro: str = "humble"):
+    return m.get_store(distro)
+
+
+def _image(store, rgb: np.ndarray | None = None, encoding: str = "rgb8"):
+    rgb = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) if rgb is None else rgb
+    header = m.make_header(store, STAMP[0], STAMP[1], FRAME)
+    pixels = rgb[:, :, ::-1] if encoding == "bgr8" else rgb
+    return m.image_message(store, header, pixels, encoding), rgb
+
+
+def _camera_info(store, k=(30.0, 0.0, 15.5, 0.0, 30.0, 11.5, 0.0, 0.0, 1.0), height=HEIGHT, width=WIDTH):
+    types = store.types
+    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    p = np.zeros(12)
+    p[[0, 1, 2, 4, 5, 6, 8, 9, 10]] = k
+    return types[m.CAMERA_INFO](
+        header=m.make_header(store, STAMP[0], STAMP[1], FRAME), height=height, width=width,
+        distortion_model="plumb_bob", d=np.zeros(5), k=np.array(k, dtype=np.float64), r=np.eye(3).reshape(-1), p=p,
+        binning_x=0, binning_y=0, roi=roi)
+
+
+def _bytes(msg, typename, store) -> bytes:
+    return m.serialize(msg, typename, store)
+
+
+@pytest.fixture
+def frame():
+    store = _store()
+    image, rgb = _image(store)
+    return store, _bytes(image, m.IMAGE, store), _bytes(_camera_info(store), m.CAMERA_INFO, store), rgb
+
+
+def _deserialized(result, store):
+    return {suffix: m.deserialize(data, typename, store) for suffix, (typename, data) in result.outputs.items()}
+
+
+@pytest.mark.parametrize("distro", ["humble", "jazzy"])
+def test_all_outputs_built_with_the_input_header(distro: str) -> None:
+    store = _store(distro)
+    image, _ = _image(store)
+    pipeline = FramePipeline(FakePredictor(), PipelineSettings(distro=distro))
+    result = pipeline.process(_bytes(image, m.IMAGE, store), _bytes(_camera_info(store), m.CAMERA_INFO, store))
+    assert not result.skipped and result.reason is None and result.warnings == []
+    assert set(result.outputs) == set(OUTPUTS)
+    for suffix, msg in _deserialized(result, store).items():
+        assert result.outputs[suffix][0] == fp.OUTPUT_TYPES[suffix]
+        headers = [x.header for x in msg.markers] if suffix == "instances" else [msg.header]
+        for header in headers:
+            assert (header.stamp.sec, header.stamp.nanosec, header.frame_id) == (*STAMP, FRAME), suffix
+    assert set(result.timings) == set(fp.STAGES)
+    assert result.timings["model"] == pytest.approx(0.002)  # the predictor's own split is used
+    assert pipeline.stats.frames_in == pipeline.stats.processed == 1
+
+
+def test_only_asked_for_outputs_are_built(frame, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, image, info, _ = frame
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("built although not asked for")
+
+    monkeypatch.setattr(fp, "depth_to_cloud", forbidden)
+    monkeypatch.setattr(fp, "instance_boxes", forbidden)
+    monkeypatch.setattr(fp, "overlay", forbidden)
+    monkeypatch.setattr(fp, "colorize_panoptic", forbidden)
+    pipeline = FramePipeline(FakePredictor())
+    result = pipeline.process(image, info, wanted=["semantic", "depth"])
+    assert not result.skipped, result.reason
+    assert set(result.outputs) == {"semantic", "depth"}
+    assert pipeline.process(image, info, wanted=[]).outputs == {}
+    with pytest.raises(ValueError, match="unknown outputs"):
+        pipeline.process(image, info, wanted=["pointcloud"])
+
+
+def test_outputs_carry_the_predictions(frame) -> None:
+    store, image, info, rgb = frame
+    predictor = FakePredictor()
+    result = FramePipeline(predictor).process(image, info)
+    out = _deserialized(result, store)
+    truth = predictor(rgb)
+    panoptic = np.frombuffer(out["panoptic"].data, "<i4").reshape(HEIGHT, WIDTH)
+    np.testing.assert_array_equal(panoptic, truth.panoptic)
+    np.testing.assert_array_equal(np.frombuffer(out["semantic"].data, np.uint8).reshape(HEIGHT, WIDTH),
+                                  truth.semantic)
+    np.testing.assert_array_equal(np.frombuffer(out["depth"].data, "<f4").reshape(HEIGHT, WIDTH), truth.depth)
+    blended = overlay(rgb, colorize_panoptic(truth.semantic, truth.instance), 0.5, labels=truth.panoptic)
+    np.testing.assert_array_equal(np.frombuffer(out["overlay"].data, np.uint8).reshape(HEIGHT, WIDTH, 3), blended)
+    cloud = m.pointcloud2_to_array(out["points"])
+    np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), blended)  # default cloud colour: the overlay
+    np.testing.assert_array_equal(cloud["label"], truth.semantic)
+    np.testing.assert_allclose(cloud["z"], truth.depth)
+    texts = sorted(x.text for x in out["instances"].markers if x.text)
+    assert len(texts) == 2 and texts[0].startswith("car ") and texts[1].startswith("person ")
+    labels = m.deserialize(FramePipeline(predictor).label_info()[1], m.LABEL_INFO, store)
+    assert labels.class_map[13].class_name == "car"
+
+
+def test_bad_frames_are_skipped_counted_and_named(frame) -> None:
+    store, image, info, rgb = frame
+    predictor = FakePredictor()
+    pipeline = FramePipeline(predictor)
+    bad_encoding, _ = _image(store)
+    bad_encoding.encoding = "yuv422"
+    zero_info = _bytes(_camera_info(store, k=(0.0,) * 9), m.CAMERA_INFO, store)
+    nan_info = _bytes(_camera_info(store, k=(np.nan,) * 9), m.CAMERA_INFO, store)
+    cases = [
+        (image[: len(image) // 2], info, "deserialize"),
+        (b"", info, "deserialize"),
+        (_bytes(bad_encoding, m.IMAGE, store), info, "encoding"),
+        (image, zero_info, "camera_info"),
+        (image, nan_info, "camera_info"),
+        (image, info[:20], "deserialize"),
+        (image, _bytes(_camera_info(store, height=48, width=48), m.CAMERA_INFO, store), "camera_info"),
+    ]
+    for image_bytes, info_bytes, code in cases:
+        result = pipeline.process(image_bytes, info_bytes)
+        assert result.skipped and result.code == code and result.outputs == {}, (code, result.reason)
+        assert result.reason
+    assert "yuv422" in pipeline.process(_bytes(bad_encoding, m.IMAGE, store), info).reason
+    assert "fx=0" in pipeline.process(image, zero_info).reason
+    assert predictor.calls == 0  # bad frames never reach the model
+    assert pipeline.stats.frames_in == 9 and pipeline.stats.processed == 0
+    assert pipeline.stats.dropped == {"deserialize": 3, "encoding": 2, "camera_info": 4}
+    # A camera_info with zeros only matters when a 3D output is asked for.
+    assert not pipeline.process(image, zero_info, wanted=["semantic", "overlay"]).skipped
+    typename, data = pipeline.diagnostics((5, 0))
+    status = m.deserialize(data, typename, store).status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == 1 and values["frames in"] == "10" and values["frames processed"] == "1"
+    assert values["dropped (camera_info)"] == "4" and "fx=0" in values["last drop reason"]
+
+
+def test_failing_predictor_does_not_raise(frame) -> None:
+    _, image, info, _ = frame
+
+    def broken(rgb):
+        raise RuntimeError("CUDA out of memory")
+
+    pipeline = FramePipeline(broken)
+    result = pipeline.process(image, info)
+    assert result.skipped and result.code == "internal" and "CUDA out of memory" in result.reason
+    assert pipeline.stats.dropped["internal"] == 1
+
+
+def test_without_camera_info_3d_outputs_stay_off_with_a_warning(frame) -> None:
+    _, image, _, _ = frame
+    result = FramePipeline(FakePredictor()).process(image, None)
+    assert not result.skipped
+    assert set(result.outputs) == {"panoptic", "semantic", "instance", "depth", "overlay"}
+    assert any("camera_info" in w and "~/points" in w for w in result.warnings)
+
+
+def test_panoptic_only_model_turns_depth_outputs_off(frame) -> None:
+    _, image, info, _ = frame
+    result = FramePipeline(FakePredictor(depth=False)).process(image, info)
+    assert not result.skipped and set(result.outputs) == {"panoptic", "semantic", "instance", "overlay"}
+    assert any("depth head" in w for w in result.warnings)
+    # A predictor that says so up front (Predictor.depth_on) never needs a valid camera_info.
+    predictor = FakePredictor(depth=False)
+    predictor.depth_on = False
+    zero_info = _bytes(_camera_info(_store(), k=(0.0,) * 9), m.CAMERA_INFO, _store())
+    result = FramePipeline(predictor).process(image, zero_info)
+    assert not result.skipped and set(result.outputs) == {"panoptic", "semantic", "instance", "overlay"}
+
+
+def test_message_objects_tensors_and_bgr_input(frame) -> None:
+    store, image_bytes, info, rgb = frame
+    bgr, _ = _image(store, rgb, "bgr8")
+    from_bytes = FramePipeline(FakePredictor()).process(image_bytes, info)
+    from_objects = FramePipeline(FakePredictor(tensors=True)).process(bgr, _camera_info(store))
+    assert not from_objects.skipped, from_objects.reason
+    for suffix in OUTPUTS:
+        assert from_objects.outputs[suffix] == from_bytes.outputs[suffix], suffix
+
+
+def test_compressed_input(frame) -> None:
+    store, _, info, rgb = frame
+    buffer = io.BytesIO()
+    PilImage.fromarray(rgb).save(buffer, format="PNG")
+    msg = store.types[m.COMPRESSED_IMAGE](header=m.make_header(store, *STAMP, FRAME), format="png",
+                                          data=np.frombuffer(buffer.getvalue(), np.uint8))
+    pipeline = FramePipeline(FakePredictor(), PipelineSettings(compressed_input=True))
+    result = pipeline.process(_bytes(msg, m.COMPRESSED_IMAGE, store), info)
+    assert not result.skipped, result.reason
+    overlay_msg = m.deserialize(result.outputs["overlay"][1], m.IMAGE, store)
+    assert overlay_msg.header.frame_id == FRAME and (overlay_msg.height, overlay_msg.width) == (HEIGHT, WIDTH)
+
+
+def test_outputs_at_another_size_scale_the_intrinsics(frame) -> None:
+    store, image, info, _ = frame
+    result = FramePipeline(FakePredictor(scale=0.5)).process(image, info)
+    out = _deserialized(result, store)
+    assert (out["depth"].height, out["depth"].width) == (HEIGHT // 2, WIDTH // 2)
+    np.testing.assert_allclose(out["depth/camera_info"].k, [15.0, 0, 7.5, 0, 15.0, 5.5, 0, 0, 1])
+    cloud = m.pointcloud2_to_array(out["points"])
+    u = np.arange(WIDTH // 2)
+    np.testing.assert_allclose(cloud["x"][0] / cloud["z"][0], (u - 7.5) / 15.0, rtol=1e-5, atol=1e-6)
+
+
+def test_cloud_settings_stride_unorganized_and_colour(frame) -> None:
+    store, image, info, rgb = frame
+    pipeline = FramePipeline(FakePredictor(), PipelineSettings(cloud_stride=2, cloud_organized=False,
+                                                              cloud_color="image", cloud_max_depth=20.0))
+    cloud_msg = m.deserialize(pipeline.process(image, info, ["points"]).outputs["points"][1], m.POINT_CLOUD2, store)
+    cloud = m.pointcloud2_to_array(cloud_msg).reshape(-1)
+    kept_rows = 9  # depth is 3 + v: sampled rows v = 0, 2, ..., 16 are within 20 m
+    assert cloud_msg.height == 1 and cloud_msg.is_dense and cloud.size == kept_rows * (WIDTH // 2)
+    assert cloud["z"].max() <= 20.0
+    np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]).reshape(kept_rows, WIDTH // 2, 3),
+                                  rgb[: 2 * kept_rows:2, ::2])
+    with pytest.raises(ValueError, match="cloud_color"):
+        PipelineSettings(cloud_color="rainbow")
+
+
+def test_rate_and_latency_from_stamp() -> None:
+    ticks = iter(np.arange(0.0, 100.0, 0.25))
+    store = _store()
+    image, _ = _image(store)
+    pipeline = FramePipeline(FakePredictor(), clock=lambda: float(next(ticks)))
+    for _ in range(5):
+        pipeline.process(image, None, wanted=["semantic"], receive_time=STAMP[0] + STAMP[1] * 1e-9 + 0.5)
+    values = pipeline.stats.values()
+    assert values["rate (Hz)"] == pytest.approx(4.0)
+    assert 500.0 <= values["latency from stamp mean (ms)"] < 1500.0
+    assert pipeline.stats.level_and_message()[0] == 0
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_cdr_bytes_never_escape(frame, data) -> None:
+    store, image, info, _ = frame
+    mutate = data.draw(st.sampled_from(["truncate", "flip", "garbage"]))
+    target = data.draw(st.sampled_from(["image", "info"]))
+    blob = bytearray(image if target == "image" else info)
+    if mutate == "truncate":
+        blob = blob[: data.draw(st.integers(0, len(blob)))]
+    elif mutate == "flip":
+        for _ in range(data.draw(st.integers(1, 8))):
+            position = data.draw(st.integers(0, min(len(blob) - 1, 400)))
+            blob[position] = data.draw(st.integers(0, 255))
+    else:
+        blob = bytearray(data.draw(st.binary(max_size=300)))
+    pipeline = FramePipeline(FakePredictor())
+    args = (bytes(blob), info) if target == "image" else (image, bytes(blob))
+    result = pipeline.process(*args)
+    assert result.skipped == bool(result.code) and (result.skipped or set(result.outputs) == set(OUTPUTS))
+    assert pipeline.stats.frames_in == 1 and pipeline.stats.processed + sum(pipeline.stats.dropped.values()) == 1
