@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from panopticdepth_core.checkpoint.io import load_model_weights, save_model_weights
+from panopticdepth_core.checkpoint.io import load_model_weights, save_checkpoint
 from panopticdepth_core.config import CfgNode
 from panopticdepth_core.modeling.build import build_model
 
@@ -227,7 +227,7 @@ class Trainer:
                     last_metrics = self.evaluate(iteration)
             self.save_checkpoint("model_final", iteration)
             if is_main_process():
-                save_model_weights(self.model_plain, self.output_dir / "model_final.safetensors", self.cfg)
+                save_checkpoint(self.model_plain, self.output_dir / "model_final.safetensors", self.cfg)
             if cfg.TEST.EVAL_PERIOD >= 0 and cfg.DATASETS.TEST:
                 last_metrics = self.evaluate(iteration)
         finally:
