@@ -194,3 +194,20 @@ def test_downsample_one_hot_equals_interpolating_the_one_hot(size: tuple[int, in
     one_hot = F.one_hot(labels.clamp(min=0), 6).permute(2, 0, 1).float() * (labels >= 0)
     expected = F.interpolate(one_hot[None], size=(out_h, out_w), mode="bilinear", align_corners=False)[0]
     assert torch.allclose(downsample_one_hot(labels, 6, (out_h, out_w)), expected, atol=1e-6)
+
+
+def test_sparse_depth_cells_take_nearest_valid_depth_of_the_same_segment() -> None:
+    from panopticdepth_core.modeling.targets import _sample_depth_stride4
+
+    depth = torch.zeros(8, 8)
+    segment = torch.zeros(8, 8, dtype=torch.long)
+    segment[4:, 4:] = 7  # another object in the bottom-right cell
+    depth[1, 2], depth[2, 1] = 5.0, 4.0  # two LiDAR returns in the top-left cell: the nearer one wins
+    depth[6, 6] = 9.0
+    depth[1, 6] = 3.0  # a return in the top-right cell...
+    segment[1, 6] = 7  # ...but on a different segment than the cell's sampled pixel: it must not leak
+    out = _sample_depth_stride4(depth, segment, (2, 2))
+    assert out.tolist() == [[4.0, 0.0], [0.0, 9.0]]
+    dense = torch.arange(1, 65, dtype=torch.float32).reshape(8, 8)
+    # dense depth: exactly the released nearest sampling
+    assert torch.equal(_sample_depth_stride4(dense, segment, (2, 2)), dense[::4, ::4])
