@@ -2,7 +2,9 @@
 
 Example: ``panopticdepth synth --out /tmp/synth --num 1000 --size 256x512 --seed 0 --workers 4`` writes
 ``/tmp/synth/train/*_{leftImg8bit,gtFine_instanceTrainIds,depth}.png`` plus ``*_camera.json`` and
-``dataset.json``. See docs/synthetic.md.
+``dataset.json``. ``panopticdepth synth --bag /tmp/demo_bag --num 20`` writes the same kind of scenes as a
+rosbag2 (camera, camera_info, depth, LiDAR, /tf_static, label topics; see docs/bag_extraction.md) instead of, or
+as well as (with ``--out``), the folder. See docs/synthetic.md.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def _split_name(text: str) -> str:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output root; frames go to OUT/SPLIT/")
+    parser.add_argument("--out", default=None,
+                        help="output root; frames go to OUT/SPLIT/ (required unless --bag is given)")
     parser.add_argument("--num", required=True, type=_non_negative_int, help="number of scenes to render")
     parser.add_argument("--size", default=(256, 512), type=parse_size, metavar="HxW",
                         help="image size in pixels, height x width (default 256x512)")
@@ -72,6 +75,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--focal", default=None, type=_positive_float, metavar="PIXELS",
                         help="fixed focal length fx = fy in pixels (default: horizontal FOV drawn from 60-90 deg)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    bag = parser.add_argument_group("sample rosbag2 (see docs/bag_extraction.md)")
+    bag.add_argument("--bag", default=None, metavar="PATH",
+                     help="also (or only) write the scenes as a rosbag2 folder at PATH (must not exist): camera image, "
+                          "camera_info, depth image, LiDAR cloud, /tf_static, semantic and instance label topics")
+    bag.add_argument("--bag-storage", default="mcap", choices=("mcap", "sqlite3"), help="bag storage (default mcap)")
+    bag.add_argument("--distro", default="humble", choices=("humble", "jazzy"),
+                     help="ROS 2 distribution whose message definitions and bag format to write (default humble)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,12 +89,36 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.synthetic import write_synthetic_dataset
 
+    if args.out is None and args.bag is None:
+        print("panopticdepth synth: error: give --out DIR (a data set folder) and/or --bag PATH (a rosbag2)",
+              file=sys.stderr)
+        return 2
     try:
-        split_dir = write_synthetic_dataset(args.out, args.num, args.size, args.seed, split=args.split,
-                                            workers=args.workers, progress=not args.quiet, focal=args.focal)
+        if args.out is not None:
+            split_dir = write_synthetic_dataset(args.out, args.num, args.size, args.seed, split=args.split,
+                                                workers=args.workers, progress=not args.quiet, focal=args.focal)
+            if not args.quiet:
+                print(f"wrote {args.num} frames of {args.size[0]}x{args.size[1]} to {split_dir}")
+        if args.bag is not None:
+            bag = _write_bag(args)
+            if not args.quiet:
+                print(f"wrote a {args.bag_storage} rosbag2 ({args.distro}) of {args.num} frames to {bag}")
     except (OSError, ValueError) as exc:
         print(f"panopticdepth synth: error: {exc}", file=sys.stderr)
         return 1
-    if not args.quiet:
-        print(f"wrote {args.num} frames of {args.size[0]}x{args.size[1]} to {split_dir}")
     return 0
+
+
+def _write_bag(args: argparse.Namespace):
+    """The sample bag; without --focal the camera keeps the 77-degree field of view of fx = 320 px at 512 px."""
+    from pathlib import Path
+
+    try:
+        from panopticdepth_ros.synthetic_bag import write_synthetic_bag
+    except ImportError as exc:  # rosbags is a dependency of the ROS layer only
+        raise ValueError(f"--bag needs the panopticdepth_ros package and rosbags ({exc})") from exc
+    if Path(args.bag).exists():
+        raise ValueError(f"{args.bag} already exists; a bag is written to a new folder")
+    focal = args.focal if args.focal is not None else 320.0 * args.size[1] / 512.0
+    return write_synthetic_bag(args.bag, args.num, size=args.size, seed=args.seed, storage=args.bag_storage,
+                               distro=args.distro, focal=focal)
