@@ -78,7 +78,11 @@ def get_norm(norm: str, channels: int, key: str = "norm") -> nn.Module | None:
     if norm == "GN":
         if channels % GN_GROUPS:
             raise ValueError(f"{key} = GN needs a channel count divisible by {GN_GROUPS}, got {channels}")
-        return nn.GroupNorm(GN_GROUPS, channels)
+        # Detectron2 uses 32 groups; with fewer than 64 channels that leaves one channel per group, which cannot
+        # be normalised on the 1x1 P7 map of a small image. Halve the groups there (same parameters per channel,
+        # so checkpoints are unaffected; the released 256-channel heads keep 32 groups).
+        groups = GN_GROUPS if channels >= 2 * GN_GROUPS else max(1, channels // 2)
+        return nn.GroupNorm(groups, channels)
     raise ValueError(f"{key} must be one of {NORM_CHOICES}, got {norm!r}")
 
 
