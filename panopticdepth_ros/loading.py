@@ -1,0 +1,123 @@
+"""Load the model the parameters ask for and wrap it in a FramePipeline, without ROS (node and bag tool share it).
+
+Every failure a user can cause (missing or damaged weights, a config that does not fit, CUDA asked for but
+absent) becomes one :class:`ModelLoadError` whose message names the parameter or file, so the node's configure
+transition fails cleanly instead of crashing and the bag tool prints one line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .frame_pipeline import FramePipeline
+from .params import NodeParams
+
+#: Blank image for the warm-up pass (the predictor resizes it like any frame).
+WARMUP_SIZE = (256, 512)
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message names the parameter or file and what was expected."""
+
+
+@dataclass
+class LoadedModel:
+    """A ready predictor and what it was built from (for logs and diagnostics)."""
+
+    predictor: object
+    config_source: str  # the config file, or "<weights> (embedded config)"
+    weights: Path
+    device: str
+    label_threshold: float  # MODEL.INFERENCE.INST_THRES after the overrides
+    load_seconds: float
+
+    def describe(self) -> str:
+        return (f"model {self.weights} (config {self.config_source}) on {self.device}, "
+                f"loaded in {self.load_seconds:.1f} s")
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when CUDA is usable, else 'cpu'; anything else unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_model_files(params: NodeParams, extra_roots: Iterable[str | Path] = ()) -> tuple[Path | None, Path]:
+    """(config file or None = the config embedded in the weights, weights file) for ``params``."""
+    from panopticdepth_core.inference.model_files import ModelFilesError, default_model_files
+
+    if not params.weights:
+        if params.model_config:
+            raise ModelLoadError("parameter 'model_config' is set but 'weights' is not; set both, or neither for "
+                                 "the shipped model")
+        try:
+            config, weights = default_model_files(extra_roots)
+        except ModelFilesError as error:
+            raise ModelLoadError(f"parameter 'weights' is empty and {error}") from error
+        return config, weights
+    weights = Path(params.weights).expanduser()
+    if not weights.is_file():
+        raise ModelLoadError(f"parameter 'weights': file not found: {weights}")
+    if not params.model_config:
+        return None, weights
+    config = Path(params.model_config).expanduser()
+    if not config.is_file():
+        raise ModelLoadError(f"parameter 'model_config': file not found: {config}")
+    return config, weights
+
+
+def load_model(params: NodeParams, extra_roots: Iterable[str | Path] = ()) -> LoadedModel:
+    """Build the Predictor for ``params`` (model files, overrides, device, precision, resize) and warm it up."""
+    from panopticdepth_core.checkpoint.io import CheckpointError, checkpoint_config
+    from panopticdepth_core.config import ConfigError, load_config
+    from panopticdepth_core.config.loading import validate_config
+    from panopticdepth_core.inference.predictor import Predictor
+
+    start = time.perf_counter()
+    config, weights = resolve_model_files(params, extra_roots)
+    device = resolve_device(params.device)
+    try:
+        if config is not None:
+            cfg = load_config(config, params.config_overrides())
+            config_source = str(config)
+        else:
+            embedded = checkpoint_config(weights)
+            if embedded is None:
+                raise ModelLoadError(f"parameter 'model_config' is empty and {weights} carries no config; set "
+                                     "model_config to the YAML the weights were trained with")
+            cfg = embedded.clone().defrost()
+            cfg.merge_from_list(params.config_overrides())
+            validate_config(cfg, source=f"{weights} (embedded config)")
+            cfg.freeze()
+            config_source = f"{weights} (embedded config)"
+        predictor = Predictor(
+            cfg, weights, device=device, precision=params.precision,
+            min_size=None if params.input_min_size < 0 else params.input_min_size,
+            max_size=None if params.input_max_size < 0 else params.input_max_size,
+        )
+        if params.warmup:
+            predictor(np.zeros((*WARMUP_SIZE, 3), np.uint8))
+    except ModelLoadError:
+        raise
+    except (ConfigError, CheckpointError) as error:
+        raise ModelLoadError(f"cannot load the model {weights}: {error}") from error
+    except (RuntimeError, OSError, ValueError) as error:  # CUDA missing or out of memory, unreadable files
+        raise ModelLoadError(f"cannot load the model {weights} on {device}: {type(error).__name__}: {error}") from error
+    return LoadedModel(predictor, config_source, weights, device, float(cfg.MODEL.INFERENCE.INST_THRES),
+                       time.perf_counter() - start)
+
+
+def build_pipeline(params: NodeParams, distro: str = "humble",
+                   extra_roots: Iterable[str | Path] = ()) -> tuple[FramePipeline, LoadedModel]:
+    """The FramePipeline the node (and the bag tool) runs for ``params``."""
+    model = load_model(params, extra_roots)
+    settings = params.pipeline_settings(distro, model.label_threshold, hardware_id=model.device)
+    return FramePipeline(model.predictor, settings), model
