@@ -23,6 +23,7 @@ from pathlib import Path
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
 from . import messages as m
+from .bag_reading import guarded_messages
 from .frame_pipeline import OUTPUT_TYPES, OUTPUTS, FramePipeline
 from .params import NodeParams
 
@@ -306,14 +307,9 @@ def _convert(reader, writer, pipeline: FramePipeline, image_conns, info_conns, w
 
 def _read(reader, connections: list, summary: BagSummary | None):
     """reader.messages(), with read errors (a truncated or corrupt input) turned into one BagToolError."""
-    iterator = reader.messages(connections=connections)
-    while True:
-        try:
-            item = next(iterator)
-        except StopIteration:
-            return
-        except Exception as error:
-            where = f"after {summary.frames_in} frames " if summary is not None else ""
-            raise BagToolError(f"{reader.path}: reading failed {where}({type(error).__name__}: {error}); the input "
-                               "bag looks truncated or corrupt, no output was written") from error
-        yield item
+    def failed(error: Exception, _: int) -> BagToolError:
+        where = f"after {summary.frames_in} frames " if summary is not None else ""
+        return BagToolError(f"{reader.path}: reading failed {where}({type(error).__name__}: {error}); the input "
+                            "bag looks truncated or corrupt, no output was written")
+
+    return guarded_messages(reader, connections, failed)

@@ -37,6 +37,7 @@ from panopticdepth_core.data.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASS
 from panopticdepth_core.data.dps_writer import LABEL_DIVISOR, frame_prefix, write_dps_frame
 from panopticdepth_core.data.sample import Sample
 
+from .bag_reading import guarded_messages
 from .conversions import FrameError, camera_info_to_K, compressed_msg_to_rgb, image_msg_to_rgb
 from .messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, POINT_CLOUD2, deserialize, get_store, pointcloud2_to_array
 from .tf_buffer import ExtrapolationError, FrameNotFoundError, TfBuffer, transform_points
@@ -474,17 +475,7 @@ def check_topics(reader, path: Path, topics: dict[str, str]) -> dict[str, list]:
 
 def _messages(reader, path: Path, connections: list) -> Iterator[tuple[Any, int, bytes]]:
     """reader.messages, with read failures (truncated files) turned into ExtractError naming the bag."""
-    count = 0
-    iterator = reader.messages(connections=connections)
-    while True:
-        try:
-            item = next(iterator)
-        except StopIteration:
-            return
-        except Exception as exc:
-            raise _corrupt(path, exc, f"after {count} messages") from exc
-        count += 1
-        yield item
+    return guarded_messages(reader, connections, lambda exc, count: _corrupt(path, exc, f"after {count} messages"))
 
 
 # ------------------------------------------------------------------------------------------------ matching

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from rosbags.rosbag2 import Reader
+from tiny_model import TINY_NODE_MODEL, tiny_cfg, write_random_model
 
 from panopticdepth_core import cli
 from panopticdepth_core.inference.predictor import Predictor
@@ -22,48 +22,13 @@ from panopticdepth_ros.synthetic_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC, writ
 NUM_FRAMES = 3
 SIZE = (64, 128)
 NS = "/panopticdepth_node"
-TINY = [
-    "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.NORM", "BN", "MODEL.RESNETS.STRIDE_IN_1X1", "False",
-    "MODEL.BACKBONE.FREEZE_AT", "0", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.SEMANTIC_FPN.CONVS_DIM", "32",
-    "MODEL.POSITION_HEAD.CONVS_DIM", "64", "MODEL.POSITION_HEAD.NUM_CONVS", "1", "MODEL.POSITION_HEAD.DEFORM", "False",
-    "MODEL.KERNEL_HEAD.CONVS_DIM", "64", "MODEL.KERNEL_HEAD.NUM_CONVS", "1",
-    "MODEL.FEATURE_ENCODER.CONVS_DIM", "32", "MODEL.FEATURE_ENCODER.NUM_CONVS", "1",
-    "MODEL.FEATURE_ENCODER.DEFORM", "False", "MODEL.DEPTH_HEAD.CONVS_DIM", "64", "MODEL.DEPTH_HEAD.NUM_CONVS", "1",
-    "MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM", "8", "MODEL.DEPTH_HEAD.DEFORM", "False", "MODEL.DEPTH_ON", "True",
-    "INPUT.FORMAT", "RGB", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128",
-]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and OpenMP spinning on a busy 2-core machine costs 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> tuple[Path, Path]:
     """(config YAML, weights) of a random tiny model biased to output stuff and one thing with valid depth."""
-    from panopticdepth_core.checkpoint.io import save_checkpoint
-    from panopticdepth_core.config import load_config
-    from panopticdepth_core.modeling.build import build_model
-
-    folder = tmp_path_factory.mktemp("model")
-    cfg = load_config(None, TINY)
-    torch.manual_seed(0)
-    net = build_model(cfg)
-    with torch.no_grad():  # random logits give no segment at all; these biases make every pixel labelled
-        for name, parameter in net.named_parameters():
-            if name.endswith("position_head.out_sem.bias"):
-                parameter.fill_(3.0)
-            if name.endswith("position_head.out_inst.bias"):
-                parameter.fill_(0.0)
-    config = folder / "tiny.yaml"
-    config.write_text(cfg.dump())
-    weights = save_checkpoint(net, folder / "tiny.safetensors", cfg)
-    return config, weights
+    return write_random_model(tmp_path_factory.mktemp("model"), tiny_cfg(base=TINY_NODE_MODEL), label_everything=True)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_model import random_model, tiny_cfg
 
 from panopticdepth_core.checkpoint.io import (
     CheckpointError,
@@ -12,32 +13,13 @@ from panopticdepth_core.checkpoint.io import (
     read_checkpoint,
     save_checkpoint,
 )
-from panopticdepth_core.config import load_config
-from panopticdepth_core.modeling.build import build_model
 
-TINY = [
-    "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.NORM", "BN", "MODEL.RESNETS.STRIDE_IN_1X1", "False",
-    "MODEL.BACKBONE.FREEZE_AT", "1", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.SEMANTIC_FPN.CONVS_DIM", "32",
-    "MODEL.POSITION_HEAD.CONVS_DIM", "64", "MODEL.POSITION_HEAD.NUM_CONVS", "1",
-    "MODEL.KERNEL_HEAD.CONVS_DIM", "64", "MODEL.KERNEL_HEAD.NUM_CONVS", "1",
-    "MODEL.FEATURE_ENCODER.CONVS_DIM", "32", "MODEL.FEATURE_ENCODER.NUM_CONVS", "1",
-    "MODEL.DEPTH_HEAD.CONVS_DIM", "64", "MODEL.DEPTH_HEAD.NUM_CONVS", "1", "MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM", "8",
-    "MODEL.DEPTH_ON", "True", "INPUT.FORMAT", "RGB",
-]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and OpenMP spinning on a busy 2-core machine costs 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(seed: int, *extra: str):
-    torch.manual_seed(seed)
-    return build_model(load_config(None, [*TINY, *extra])).eval()
+    # the stem is frozen (FREEZE_AT 1), so the round trips cover a frozen stage's buffers too
+    return random_model(tiny_cfg("MODEL.BACKBONE.FREEZE_AT", "1", *extra), seed).eval()
 
 
 def _outputs(model, image):

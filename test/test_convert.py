@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from tiny_model import tiny_cfg
 
 from panopticdepth_core.checkpoint.convert import (
     default_config_path,
@@ -66,17 +67,11 @@ KNOWN_RELEASED = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and OpenMP spinning on a busy 2-core machine costs 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(*extra: str, depth_on: bool = True):
-    return load_config(None, [*TINY, "MODEL.DEPTH_ON", str(depth_on), *extra])
+    return tiny_cfg(*extra, base=TINY, depth_on=depth_on)
 
 
 def _config_file(tmp_path, *extra: str, depth_on: bool = True):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_model import TINY_NODE_MODEL, random_model, tiny_cfg
 
 from panopticdepth_core.cli import main as cli_main
 from panopticdepth_core.data.cityscapes_dps import CityscapesDPSDataset
@@ -344,36 +345,15 @@ def test_tf_buffer_chains_interpolates_and_names_missing_frames() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ training
-TINY = [
-    "MODEL.DEVICE", "cpu", "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.NORM", "BN",
-    "MODEL.RESNETS.STRIDE_IN_1X1", "False", "MODEL.BACKBONE.FREEZE_AT", "0", "MODEL.FPN.OUT_CHANNELS", "32",
-    "MODEL.SEMANTIC_FPN.CONVS_DIM", "32", "MODEL.POSITION_HEAD.CONVS_DIM", "64", "MODEL.POSITION_HEAD.NUM_CONVS", "1",
-    "MODEL.POSITION_HEAD.DEFORM", "False", "MODEL.KERNEL_HEAD.CONVS_DIM", "64", "MODEL.KERNEL_HEAD.NUM_CONVS", "1",
-    "MODEL.FEATURE_ENCODER.CONVS_DIM", "32", "MODEL.FEATURE_ENCODER.NUM_CONVS", "1",
-    "MODEL.FEATURE_ENCODER.DEFORM", "False", "MODEL.DEPTH_HEAD.CONVS_DIM", "64", "MODEL.DEPTH_HEAD.NUM_CONVS", "1",
-    "MODEL.DEPTH_HEAD.DEFORM", "False", "MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM", "8", "MODEL.TENSOR_DIM", "16",
-    "MODEL.DEPTH_ON", "True", "INPUT.FORMAT", "RGB", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128",
-]
+TINY = [*TINY_NODE_MODEL, "MODEL.DEVICE", "cpu", "MODEL.TENSOR_DIM", "16"]
 
 
 def _tiny_config_file(path: Path, *extra: str) -> Path:
-    from panopticdepth_core.config import load_config
-
-    path.write_text(load_config(None, [*TINY, *extra]).dump())
+    path.write_text(tiny_cfg(*extra, base=TINY).dump())
     return path
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads; OpenMP spinning on a busy 2-core machine costs a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_sparse_lidar_depth_targets_use_valid_pixels_only(lidar_split) -> None:
-    from panopticdepth_core.config import load_config
     from panopticdepth_core.modeling.losses import depth_loss_flatten
     from panopticdepth_core.modeling.targets import build_targets
     from panopticdepth_core.modeling.types import InstanceTarget
@@ -387,7 +367,7 @@ def test_sparse_lidar_depth_targets_use_valid_pixels_only(lidar_split) -> None:
     assert depth_loss_flatten(depth, prediction).item() < 1e-6
     assert depth_loss_flatten(depth, prediction * 1.5).item() > 0.01
     # the instance-level target is the mean over the thing's valid pixels, not diluted by the empty ones
-    cfg = load_config(None, TINY)
+    cfg = tiny_cfg(base=TINY)
     semantic = torch.from_numpy(sample.semantic).long()
     instance = torch.from_numpy(sample.instance).long()
     height, width = SIZE
@@ -409,11 +389,9 @@ def test_sparse_lidar_depth_targets_use_valid_pixels_only(lidar_split) -> None:
 def test_pseudo_labels_from_a_tiny_model_are_recorded(bag, tmp_path, one_thread) -> None:
     from panopticdepth_core.checkpoint.io import save_checkpoint
     from panopticdepth_core.config import load_config
-    from panopticdepth_core.modeling.build import build_model
 
     config = _tiny_config_file(tmp_path / "tiny.yaml")
-    torch.manual_seed(0)
-    weights = save_checkpoint(build_model(load_config(config)), tmp_path / "tiny.safetensors")
+    weights = save_checkpoint(random_model(load_config(config)), tmp_path / "tiny.safetensors")
     summary = extract_bag(_options(bag, tmp_path / "out", depth_topic=DEPTH, every=2,
                                    pseudo_labels=(str(config), str(weights))))
     assert summary.written == 2

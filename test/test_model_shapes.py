@@ -8,8 +8,8 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_model import random_model, tiny_cfg
 
-from panopticdepth_core.config import load_config
 from panopticdepth_core.modeling.backbone import PretrainedWeightsError, ResNetFPN
 from panopticdepth_core.modeling.build import build_model
 from panopticdepth_core.modeling.heads import KernelProjection
@@ -17,33 +17,11 @@ from panopticdepth_core.modeling.layers import FrozenBatchNorm2d, ModulatedDefor
 from panopticdepth_core.modeling.panoptic_depth import PanopticDepth
 from panopticdepth_core.modeling.types import HeadOutputs, InstanceTarget
 
-TINY = [
-    "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.NORM", "BN", "MODEL.RESNETS.STRIDE_IN_1X1", "False",
-    "MODEL.BACKBONE.FREEZE_AT", "0", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.SEMANTIC_FPN.CONVS_DIM", "32",
-    "MODEL.POSITION_HEAD.CONVS_DIM", "64", "MODEL.POSITION_HEAD.NUM_CONVS", "1",
-    "MODEL.KERNEL_HEAD.CONVS_DIM", "64", "MODEL.KERNEL_HEAD.NUM_CONVS", "1",
-    "MODEL.FEATURE_ENCODER.CONVS_DIM", "32", "MODEL.FEATURE_ENCODER.NUM_CONVS", "1",
-    "MODEL.DEPTH_HEAD.CONVS_DIM", "64", "MODEL.DEPTH_HEAD.NUM_CONVS", "1", "MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM", "8",
-    "INPUT.FORMAT", "RGB",
-]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and OpenMP spinning on a busy 2-core machine costs 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_cfg(*extra: str, depth_on: bool = True):
-    return load_config(None, [*TINY, "MODEL.DEPTH_ON", str(depth_on), *extra])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(*extra: str, depth_on: bool = True, seed: int = 0) -> PanopticDepth:
-    torch.manual_seed(seed)
-    return build_model(tiny_cfg(*extra, depth_on=depth_on)).eval()
+    return random_model(tiny_cfg(*extra, depth_on=depth_on), seed).eval()
 
 
 @pytest.mark.parametrize("depth_on", [True, False])

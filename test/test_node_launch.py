@@ -11,6 +11,7 @@ lifecycle state and /diagnostics. Run after `colcon build`:
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 import unittest
@@ -51,15 +52,6 @@ EXPECTED = {  # suffix -> (type, encoding or None)
     "overlay": (Image, "rgb8"),
     "instances": (MarkerArray, None),
 }
-TINY = [
-    "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.NORM", "BN", "MODEL.FPN.OUT_CHANNELS", "32",
-    "MODEL.SEMANTIC_FPN.CONVS_DIM", "32", "MODEL.POSITION_HEAD.CONVS_DIM", "64", "MODEL.POSITION_HEAD.NUM_CONVS", "1",
-    "MODEL.POSITION_HEAD.DEFORM", "False", "MODEL.KERNEL_HEAD.CONVS_DIM", "64", "MODEL.KERNEL_HEAD.NUM_CONVS", "1",
-    "MODEL.FEATURE_ENCODER.CONVS_DIM", "32", "MODEL.FEATURE_ENCODER.NUM_CONVS", "1",
-    "MODEL.FEATURE_ENCODER.DEFORM", "False", "MODEL.DEPTH_HEAD.CONVS_DIM", "64", "MODEL.DEPTH_HEAD.NUM_CONVS", "1",
-    "MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM", "8", "MODEL.DEPTH_HEAD.DEFORM", "False", "MODEL.DEPTH_ON", "True",
-    "INPUT.FORMAT", "RGB", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128",
-]
 
 
 def _launch_file() -> str:
@@ -73,22 +65,11 @@ def _launch_file() -> str:
 
 def _tiny_model(folder: str) -> str:
     """A random tiny model (config embedded in the weights), biased so that every pixel gets a label and depth."""
-    import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # launch_test imports this file outside pytest
+    from tiny_model import TINY_NODE_MODEL, tiny_cfg, write_random_model
 
-    from panopticdepth_core.checkpoint.io import save_checkpoint
-    from panopticdepth_core.config import load_config
-    from panopticdepth_core.modeling.build import build_model
-
-    cfg = load_config(None, TINY)
-    torch.manual_seed(0)
-    net = build_model(cfg)
-    with torch.no_grad():
-        for name, parameter in net.named_parameters():
-            if name.endswith("position_head.out_sem.bias"):
-                parameter.fill_(3.0)
-            if name.endswith("position_head.out_inst.bias"):
-                parameter.fill_(0.0)
-    return str(save_checkpoint(net, Path(folder) / "tiny.safetensors", cfg))
+    _, weights = write_random_model(Path(folder), tiny_cfg(base=TINY_NODE_MODEL), label_everything=True)
+    return str(weights)
 
 
 @pytest.mark.launch_test

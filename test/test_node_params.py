@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
+from tiny_model import TINY_NODE_MODEL, tiny_cfg, write_random_model
 
 from panopticdepth_core.inference import model_files
 from panopticdepth_ros import messages as m
@@ -36,12 +36,7 @@ STAMP = (1_700_000_123, 456_000_000)
 FRAME_ID = "camera_optical_frame"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------------ parameters
@@ -183,30 +178,11 @@ def test_model_file_errors_name_the_parameter(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------- tiny real model
-TINY = [
-    "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.NORM", "BN", "MODEL.RESNETS.STRIDE_IN_1X1", "False",
-    "MODEL.BACKBONE.FREEZE_AT", "0", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.SEMANTIC_FPN.CONVS_DIM", "32",
-    "MODEL.POSITION_HEAD.CONVS_DIM", "64", "MODEL.POSITION_HEAD.NUM_CONVS", "1", "MODEL.POSITION_HEAD.DEFORM", "False",
-    "MODEL.KERNEL_HEAD.CONVS_DIM", "64", "MODEL.KERNEL_HEAD.NUM_CONVS", "1",
-    "MODEL.FEATURE_ENCODER.CONVS_DIM", "32", "MODEL.FEATURE_ENCODER.NUM_CONVS", "1",
-    "MODEL.FEATURE_ENCODER.DEFORM", "False", "MODEL.DEPTH_HEAD.CONVS_DIM", "64", "MODEL.DEPTH_HEAD.NUM_CONVS", "1",
-    "MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM", "8", "MODEL.DEPTH_HEAD.DEFORM", "False", "MODEL.DEPTH_ON", "True",
-    "INPUT.FORMAT", "RGB", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128",
-]
-
-
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory) -> Path:
     """Random tiny model whose config is embedded in the weights (so `weights` alone is enough)."""
-    from panopticdepth_core.checkpoint.io import save_checkpoint
-    from panopticdepth_core.config import load_config
-    from panopticdepth_core.modeling.build import build_model
-
-    cfg = load_config(None, TINY)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_checkpoint(build_model(cfg), path, cfg)
-    return path
+    _, weights = write_random_model(tmp_path_factory.mktemp("model"), tiny_cfg(base=TINY_NODE_MODEL))
+    return weights
 
 
 def test_load_model_from_embedded_config_with_overrides(tiny_weights: Path) -> None:

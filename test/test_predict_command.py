@@ -7,15 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from tiny_model import write_random_model
 
-from panopticdepth_core.checkpoint.io import save_checkpoint
 from panopticdepth_core.cli import main
 from panopticdepth_core.config import load_config
 from panopticdepth_core.data.synthetic import write_synthetic_dataset
 from panopticdepth_core.evaluation.result_io import read_prediction
 from panopticdepth_core.inference.predictor import Predictor
-from panopticdepth_core.modeling.build import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -25,20 +23,16 @@ TINY = [
     "INPUT.MIN_SIZE_TEST", "0", "MODEL.POSITION_HEAD.THING.THRES", "0.0", "MODEL.INFERENCE.INST_THRES", "0.3",
 ]
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("model")
     cfg = load_config(REPO / "config/synthetic/PanopticDepth-R18-synthetic-small.yaml", TINY)
-    torch.manual_seed(0)
-    config = folder / "tiny.yaml"
-    config.write_text(cfg.dump())
-    weights = save_checkpoint(build_model(cfg), folder / "tiny.safetensors", cfg)
-    return config, weights
+    return write_random_model(tmp_path_factory.mktemp("model"), cfg)
 
 
 def test_predict_then_eval(tiny_model, tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     config, weights = tiny_model
     gt = write_synthetic_dataset(tmp_path / "gt", num=2, size=(64, 128), seed=3, split="val", progress=False)
     out = tmp_path / "pred"

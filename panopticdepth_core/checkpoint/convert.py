@@ -371,37 +371,35 @@ def released_names(target: Mapping[str, Tensor]) -> dict[str, str]:
     return names
 
 
+def _norm_part(is_norm: bool) -> str:
+    """Released conv+norm modules keep conv parameters at their top and the norm's under ``norm.``; ours (and
+    torchvision's ResNet) keep them in two sibling modules, so each pair of ours maps back with one rule."""
+    return "norm." if is_norm else ""
+
+
 def _inverse_rules() -> list[tuple[re.Pattern, Callable[[re.Match, bool], str]]]:
     res = "backbone.bottom_up.res"
     inv: list[tuple[str, Callable[[re.Match, bool], str]]] = [
-        (r"backbone\.body\.conv1\.weight", lambda m, d: "backbone.bottom_up.stem.conv1.weight"),
-        (r"backbone\.body\.bn1\.(\w+)", lambda m, d: f"backbone.bottom_up.stem.conv1.norm.{m.group(1)}"),
-        (r"backbone\.body\.layer([1-4])\.(\d+)\.conv([1-3])\.weight",
-         lambda m, d: f"{res}{int(m.group(1)) + 1}.{m.group(2)}.conv{m.group(3)}.weight"),
-        (r"backbone\.body\.layer([1-4])\.(\d+)\.bn([1-3])\.(\w+)",
-         lambda m, d: f"{res}{int(m.group(1)) + 1}.{m.group(2)}.conv{m.group(3)}.norm.{m.group(4)}"),
-        (r"backbone\.body\.layer([1-4])\.(\d+)\.downsample\.0\.weight",
-         lambda m, d: f"{res}{int(m.group(1)) + 1}.{m.group(2)}.shortcut.weight"),
-        (r"backbone\.body\.layer([1-4])\.(\d+)\.downsample\.1\.(\w+)",
-         lambda m, d: f"{res}{int(m.group(1)) + 1}.{m.group(2)}.shortcut.norm.{m.group(3)}"),
-        (r"backbone\.fpn\.(lateral|output)\.([0-3])\.conv\.(\w+)",
-         lambda m, d: f"backbone.fpn_{m.group(1)}{int(m.group(2)) + 2}.{m.group(3)}"),
-        (r"backbone\.fpn\.(lateral|output)\.([0-3])\.norm\.(\w+)",
-         lambda m, d: f"backbone.fpn_{m.group(1)}{int(m.group(2)) + 2}.norm.{m.group(3)}"),
-        (r"semantic_fpn\.heads\.(p[2-5])\.(\d+)\.conv\.(\w+)",
-         lambda m, d: f"semantic_fpn.{m.group(1)}.{m.group(2)}.{m.group(3)}"),
-        (r"semantic_fpn\.heads\.(p[2-5])\.(\d+)\.norm\.(\w+)",
-         lambda m, d: f"semantic_fpn.{m.group(1)}.{m.group(2)}.norm.{m.group(3)}"),
+        (r"backbone\.body\.(conv|bn)1\.(\w+)",
+         lambda m, d: f"backbone.bottom_up.stem.conv1.{_norm_part(m.group(1) == 'bn')}{m.group(2)}"),
+        (r"backbone\.body\.layer([1-4])\.(\d+)\.(conv|bn)([1-3])\.(\w+)",
+         lambda m, d: f"{res}{int(m.group(1)) + 1}.{m.group(2)}.conv{m.group(4)}.{_norm_part(m.group(3) == 'bn')}"
+                      f"{m.group(5)}"),
+        (r"backbone\.body\.layer([1-4])\.(\d+)\.downsample\.([01])\.(\w+)",
+         lambda m, d: f"{res}{int(m.group(1)) + 1}.{m.group(2)}.shortcut.{_norm_part(m.group(3) == '1')}{m.group(4)}"),
+        (r"backbone\.fpn\.(lateral|output)\.([0-3])\.(conv|norm)\.(\w+)",
+         lambda m, d: f"backbone.fpn_{m.group(1)}{int(m.group(2)) + 2}.{_norm_part(m.group(3) == 'norm')}{m.group(4)}"),
+        (r"semantic_fpn\.heads\.(p[2-5])\.(\d+)\.(conv|norm)\.(\w+)",
+         lambda m, d: f"semantic_fpn.{m.group(1)}.{m.group(2)}.{_norm_part(m.group(3) == 'norm')}{m.group(4)}"),
     ]
     for released, (ours, conv_name) in _TOWERS.items():
         head = f"{released}.{conv_name}"
         inv += [
             (rf"{ours}\.tower\.(\d+)\.conv\.offset_mask\.(\w+)",
              lambda m, d, h=head: f"{h}_{int(m.group(1)) + 1}.offset_mask_conv.{m.group(2)}"),
-            (rf"{ours}\.tower\.(\d+)\.conv\.(weight|bias)",
-             lambda m, d, h=head: f"{h}_{int(m.group(1)) + 1}.{'dcnv2.' if d else ''}{m.group(2)}"),
-            (rf"{ours}\.tower\.(\d+)\.norm\.(\w+)",
-             lambda m, d, h=head: f"{h}_{int(m.group(1)) + 1}.{'dcnv2.' if d else ''}norm.{m.group(2)}"),
+            (rf"{ours}\.tower\.(\d+)\.(conv|norm)\.(\w+)",
+             lambda m, d, h=head: f"{h}_{int(m.group(1)) + 1}.{'dcnv2.' if d else ''}"
+                                  f"{_norm_part(m.group(2) == 'norm')}{m.group(3)}"),
         ]
     inv += [(rf"{re.escape(dst)}\.(weight|bias)", lambda m, d, src=src: f"{src}.{m.group(1)}")
             for src, dst in _RENAMED.items()]

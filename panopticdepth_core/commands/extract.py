@@ -16,22 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+from .argtypes import number, positive_int
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -56,15 +41,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pseudo-labels", nargs=2, metavar=("CONFIG", "WEIGHTS"),
                         help="label every frame with a trained model instead of label topics (recorded as such)")
     rate = parser.add_mutually_exclusive_group()
-    rate.add_argument("--every", type=_positive_int, default=1, metavar="N", help="keep every N-th image (default 1)")
-    rate.add_argument("--max-rate", type=_number, default=None, metavar="HZ",
+    rate.add_argument("--every", type=positive_int, default=1, metavar="N", help="keep every N-th image (default 1)")
+    rate.add_argument("--max-rate", type=number, default=None, metavar="HZ",
                       help="keep at most HZ images per second of header time")
-    parser.add_argument("--time-tolerance", type=_number, default=0.05, metavar="SEC",
+    parser.add_argument("--time-tolerance", type=number, default=0.05, metavar="SEC",
                         help="largest header-stamp difference for a match with the image (default 0.05 s)")
     parser.add_argument("--split", default="train", metavar="NAME", help="split folder under DIR (default train)")
     parser.add_argument("--storage", default="auto", choices=("auto", "mcap", "sqlite3"),
                         help="bag storage (default: detected from the bag)")
-    parser.add_argument("--depth-scale", type=_number, default=None, metavar="FACTOR",
+    parser.add_argument("--depth-scale", type=number, default=None, metavar="FACTOR",
                         help="metres per stored depth unit (default 1 for 32FC1, 0.001 for 16UC1)")
     parser.add_argument("--device", default="cpu", help="torch device for --pseudo-labels (default cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

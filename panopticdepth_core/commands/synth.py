@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from .argtypes import non_negative_int, positive_int
+
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
@@ -24,26 +26,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if height < 8 or width < 8 or height > 8192 or width > 8192:
         raise argparse.ArgumentTypeError(f"height and width must be 8..8192 pixels, got {height}x{width}")
     return height, width
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -65,13 +47,13 @@ def _split_name(text: str) -> str:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None,
                         help="output root; frames go to OUT/SPLIT/ (required unless --bag is given)")
-    parser.add_argument("--num", required=True, type=_non_negative_int, help="number of scenes to render")
+    parser.add_argument("--num", required=True, type=non_negative_int, help="number of scenes to render")
     parser.add_argument("--size", default=(256, 512), type=parse_size, metavar="HxW",
                         help="image size in pixels, height x width (default 256x512)")
-    parser.add_argument("--seed", default=0, type=_non_negative_int,
+    parser.add_argument("--seed", default=0, type=non_negative_int,
                         help="data set seed; scene i uses (seed * 1000003 + i) mod 2**63 (default 0)")
     parser.add_argument("--split", default="train", type=_split_name, help="split folder name under OUT (default train)")
-    parser.add_argument("--workers", default=1, type=_positive_int, help="processes rendering in parallel")
+    parser.add_argument("--workers", default=1, type=positive_int, help="processes rendering in parallel")
     parser.add_argument("--focal", default=None, type=_positive_float, metavar="PIXELS",
                         help="fixed focal length fx = fy in pixels (default: horizontal FOV drawn from 60-90 deg)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
