@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from panopticdepth_core.checkpoint.io import load_model_weights, save_checkpoint
 from panopticdepth_core.config import CfgNode
+from panopticdepth_core.evaluation.report import flatten
 from panopticdepth_core.modeling.build import build_model
 
 from .checkpointer import Checkpointer, rng_state, set_rng_state
@@ -90,7 +91,10 @@ class Trainer:
             # Stage chaining (e.g. the DPS stage starts from a panoptic-only model): parts the file lacks,
             # like the depth heads, keep their initialisation; everything the file has must fit.
             report = load_model_weights(self.model_plain, self.cfg.MODEL.WEIGHTS, strict=False)
-            logger.info("initialised from %s (%s)", self.cfg.MODEL.WEIGHTS, report)
+            fresh = sorted({key.split(".")[0] for key in report.missing})
+            logger.info("initialised from %s: %d tensors loaded; freshly initialised (not in the file): %s; "
+                        "ignored (not in this model): %d tensors", self.cfg.MODEL.WEIGHTS, report.loaded,
+                        ", ".join(fresh) or "none", len(report.unexpected))
 
     def _state(self, iteration: int) -> dict:
         rng = [rng_state()]
@@ -246,23 +250,13 @@ class Trainer:
             for name in self.cfg.DATASETS.TEST:
                 result = evaluate_model(self.model_plain, self.cfg, name, tb_writer=self.tb, iteration=iteration)
                 metrics[name] = result
-                flat = {f"{name}/{k}": v for k, v in _flatten(result).items()}
-                self._log(iteration, flat)
-                logger.info("evaluation on %s at iteration %d: %s", name, iteration,
-                            {k: round(v, 4) for k, v in _flatten(result).items() if k.count("/") == 0})
+                scalars = flatten(result)
+                self._log(iteration, {f"{name}/{k}": v for k, v in scalars.items()})
+                shown = ("pq/all", "pq/things", "pq/stuff", "dpq/all", "depth/abs_rel", "depth/rmse")
+                logger.info("evaluation on %s (%d frames) at iteration %d: %s", name, result.get("num_frames", 0),
+                            iteration, "  ".join(f"{k} {scalars[k]:.4g}" for k in shown if k in scalars))
         synchronize()
         return metrics
-
-
-def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "/"))
-        elif isinstance(value, (int, float)):
-            out[name] = float(value)
-    return out
 
 
 def _target_to(target, device: torch.device):
