@@ -22,9 +22,10 @@ _PERIODIC = re.compile(r"^model_(\d{7})\.pth$")
 def rng_state() -> dict:
     """Python, NumPy, torch (and CUDA) RNG states as tensors/plain types (safe for weights_only loading)."""
     np_state = np.random.get_state()
+    py_version, py_internal, _ = random.getstate()
     state = {
-        "python": list(random.getstate()[1]) + [random.getstate()[0], random.getstate()[2] or 0.0],
-        "python_version": random.getstate()[0],
+        "python": list(py_internal),
+        "python_version": py_version,
         "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
                   "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
         "torch": torch.get_rng_state(),
@@ -35,7 +36,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    internal = tuple(int(v) for v in state["python"][:625])
+    internal = tuple(int(v) for v in state["python"])
     random.setstate((state["python_version"], internal, None))
     numpy_state = state["numpy"]
     np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],

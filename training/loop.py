@@ -152,8 +152,6 @@ class Trainer:
 
     def run_step(self, images: list[torch.Tensor], targets: list) -> dict[str, float] | None:
         """One optimisation step; returns the loss values, or None when the step was skipped as non-finite."""
-        images = [img.to(self.device, non_blocking=True) for img in images]
-        targets = [_target_to(t, self.device) for t in targets]
         self.model.train()
         with self._autocast():
             losses = self.model(images, targets)
@@ -257,13 +255,3 @@ class Trainer:
                             iteration, "  ".join(f"{k} {scalars[k]:.4g}" for k in shown if k in scalars))
         synchronize()
         return metrics
-
-
-def _target_to(target, device: torch.device):
-    from panopticdepth_core.modeling.types import InstanceTarget
-
-    return InstanceTarget(
-        semantic=target.semantic.to(device, non_blocking=True),
-        instance=target.instance.to(device, non_blocking=True),
-        depth=None if target.depth is None else target.depth.to(device, non_blocking=True),
-    )

@@ -87,7 +87,8 @@ class Predictor:
         self.precision = precision
         self.min_size = cfg.INPUT.MIN_SIZE_TEST if min_size is None else min_size
         self.max_size = cfg.INPUT.MAX_SIZE_TEST if max_size is None else max_size
-        self.model = build_model(cfg) if model is None else model
+        # With trained weights about to be loaded, reading the ImageNet backbone file first is wasted start-up.
+        self.model = build_model(cfg, load_pretrained=not weights) if model is None else model
         if weights:
             load_model_weights(self.model, weights)
         self.model.to(self.device).eval()
