@@ -293,10 +293,8 @@ class FramePipeline:
         tick = time.perf_counter()
         msg, rgb = self.decode_image(image)
         result.header = msg.header
-        if not getattr(self.predictor, "depth_on", True) and wanted & OUTPUTS_NEEDING_DEPTH:
-            result.warnings.append("the model has no depth head: ~/depth, ~/depth/camera_info, ~/points and "
-                                   "~/instances are off")
-            wanted -= OUTPUTS_NEEDING_DEPTH
+        if not getattr(self.predictor, "depth_on", True):
+            wanted = _without_depth_outputs(wanted, result)
         K_image = None
         if wanted & OUTPUTS_NEEDING_INTRINSICS:
             if camera_info is None:
@@ -331,10 +329,8 @@ class FramePipeline:
             raise FrameError(f"predictor returned maps of different shapes: panoptic {panoptic.shape}, semantic "
                              f"{semantic.shape}, instance {instance.shape}, depth {getattr(depth, 'shape', None)}",
                              "internal")
-        if depth is None and wanted & OUTPUTS_NEEDING_DEPTH:  # a predictor without a ``depth_on`` flag
-            result.warnings.append("the model has no depth head: ~/depth, ~/depth/camera_info, ~/points and "
-                                   "~/instances are off")
-            wanted -= OUTPUTS_NEEDING_DEPTH
+        if depth is None:  # a predictor without a ``depth_on`` flag
+            wanted = _without_depth_outputs(wanted, result)
         if depth is not None:
             depth = depth.astype(np.float32, copy=False)
         K = None
@@ -389,6 +385,14 @@ class FramePipeline:
             typename = OUTPUT_TYPES[suffix]
             result.outputs[suffix] = (typename, m.serialize(message, typename, store))
         timings["messages"] = time.perf_counter() - tick
+
+
+def _without_depth_outputs(wanted: set[str], result: FrameResult) -> set[str]:
+    """Drop the outputs a model without depth cannot give, saying so once per frame."""
+    if wanted & OUTPUTS_NEEDING_DEPTH:
+        result.warnings.append("the model has no depth head: ~/depth, ~/depth/camera_info, ~/points and "
+                               "~/instances are off")
+    return wanted - OUTPUTS_NEEDING_DEPTH
 
 
 def _is_bytes(value) -> bool:
