@@ -13,7 +13,10 @@ Deliberate differences from the released code:
     all their cells;
   * empty inputs (no things, no stuff, no valid depth) give exact zeros that stay connected to the graph instead
     of NaN;
-  * ``sqrt`` in the depth loss is taken of ``max(x, 1e-12)`` so a perfect prediction has a finite gradient.
+  * ``sqrt`` in the depth loss is taken of ``max(x, 1e-12)`` so a perfect prediction has a finite gradient;
+  * with several processes, counts (things, stuff, images) and the pixel depth loss's sums are pooled over all
+    of them (``cross_process``), so DDP computes the loss of the whole batch; the released code normalises and
+    pools per GPU. One process is unaffected.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .cross_process import global_counts, normalized, pooled
 from .instance_depth import instance_depth_maps
 from .types import HeadOutputs, KernelProjection, LevelTargets, TargetSet
 
@@ -272,8 +276,10 @@ def _depth_losses(
     targets: TargetSet,
     sel: dict[str, Tensor | None],
     params: LossParams,
-) -> tuple[Tensor, Tensor]:
-    """Pixel and instance-level depth losses (the depth part of the released ``losses``), unweighted."""
+) -> tuple[Tensor, Tensor, int]:
+    """What the pixel and instance-level depth losses (the depth part of the released ``losses``) are made of:
+    the pixel loss's sums (4,) (see :func:`depth_error_sums`), the sum of the per-image instance losses and the
+    number of images it sums over. The caller pools them over processes and normalises."""
     thing_depth_kernels, stuff_depth_kernels = sel["thing_depth_kernels"], sel["stuff_depth_kernels"]
     batch, num_things, k = thing_depth_kernels.shape[:3]
     embedding = head.depth_embedding
@@ -283,7 +289,7 @@ def _depth_losses(
     stuff_maps, _ = instance_depth_maps(embedding, stuff_depth_kernels, params.mean_scale, params.range_scale)
     anchor = _zero_like_graph(thing_maps, stuff_maps, thing_mu)
     if targets.depth is None:
-        return anchor, anchor
+        return anchor.expand(4), anchor, 0
 
     depth = targets.depth.float().reshape(batch, 1, -1)  # (B, 1, h4*w4)
     depth_valid = depth > 0
@@ -305,8 +311,7 @@ def _depth_losses(
     stuff_pixels = sel["stuff_masks"].reshape(batch, num_stuff, -1)[b_idx, s_idx] > 0.5  # (Ms, P)
     stuff_rows = stuff_maps.reshape(batch, num_stuff, -1)[b_idx, s_idx]
     stuff_sums = depth_error_sums(depth[b_idx, 0], stuff_rows, stuff_pixels & depth_valid[b_idx, 0])
-    pixel_sums = thing_sums + stuff_sums
-    pixel = depth_error_from_sums(pixel_sums) if pixel_sums[3] > 0 else anchor
+    pixel_sums = thing_sums + stuff_sums + anchor
 
     # instance loss: per image, the K selected kernels' mean depths against the thing's mean gt depth
     mu = thing_mu.reshape(batch, num_things * k)
@@ -314,8 +319,7 @@ def _depth_losses(
     valid_rows = use_kernel.reshape(batch, num_things * k)
     per_image = depth_loss_rows(gt_rows, mu, valid_rows)  # (B,)
     images = valid_rows.any(dim=1)
-    instance = per_image[images].mean() + anchor if bool(images.any()) else anchor
-    return pixel + anchor, instance
+    return pixel_sums, per_image[images].sum() + anchor, int(images.sum())
 
 
 # ------------------------------------------------------------------------------------------------ entry point
@@ -386,25 +390,35 @@ def compute_losses(
     else:
         loss_stuff = _zero_like_graph(stuff_logits)
 
+    depth_parts = _depth_losses(head, targets, _depth_selection(levels, cat), params) if use_depth else None
+    # counts of the whole batch over all processes (DDP then trains as one process would; see cross_process)
+    things, stuff, images, depth_images = global_counts(
+        [thing_gt_num, stuff_gt_num, batch, depth_parts[2] if depth_parts else 0], embedding.device
+    )
     losses = {
-        "loss_pos_th": params.weight_pos_thing * sum(lv.pos_thing for lv in levels) / max(thing_gt_num, 1),
-        "loss_pos_st": params.weight_pos_stuff * sum(lv.pos_stuff for lv in levels) / max(batch, 1),
-        "loss_seg_th": params.weight_segment * loss_thing / max(thing_gt_num, 1),
-        "loss_seg_st": params.weight_segment * loss_stuff / max(stuff_gt_num, 1),
+        "loss_pos_th": params.weight_pos_thing * normalized(sum(lv.pos_thing for lv in levels), things),
+        "loss_pos_st": params.weight_pos_stuff * normalized(sum(lv.pos_stuff for lv in levels), images),
+        "loss_seg_th": params.weight_segment * normalized(loss_thing, things),
+        "loss_seg_st": params.weight_segment * normalized(loss_stuff, stuff),
     }
-    if use_depth:
-        mean_depth = [lv.thing_mean_depth for lv in levels]
-        depth_sel = {
-            "thing_depth_kernels": torch.cat([lv.thing_depth_kernels for lv in levels], dim=1),
-            "stuff_depth_kernels": torch.cat([lv.stuff_depth_kernels for lv in levels], dim=1),
-            "thing_mean_depth": torch.cat(mean_depth, dim=1) if all(m is not None for m in mean_depth) else None,
-            **{key: cat[key] for key in ("kernel_valid", "thing_valid", "thing_masks")},
-            **{key: cat[key] for key in ("stuff_valid", "stuff_masks", "stuff_classes")},
-        }
-        pixel, instance = _depth_losses(head, targets, depth_sel, params)
-        losses["loss_depth"] = params.depth_factor * pixel
-        losses["loss_depth_ins"] = params.depth_factor * params.depth_factor_ins * instance
+    if depth_parts is not None:
+        pixel_sums, instance_sum, _ = depth_parts
+        losses["loss_depth"] = params.depth_factor * pooled(pixel_sums, depth_error_from_sums)
+        losses["loss_depth_ins"] = params.depth_factor * params.depth_factor_ins * normalized(instance_sum,
+                                                                                              depth_images)
     return losses
+
+
+def _depth_selection(levels: list[_LevelSelection], cat: dict[str, Tensor]) -> dict[str, Tensor | None]:
+    """The selected depth kernels of all levels with the matching targets, as ``_depth_losses`` reads them."""
+    mean_depth = [lv.thing_mean_depth for lv in levels]
+    return {
+        "thing_depth_kernels": torch.cat([lv.thing_depth_kernels for lv in levels], dim=1),
+        "stuff_depth_kernels": torch.cat([lv.stuff_depth_kernels for lv in levels], dim=1),
+        "thing_mean_depth": torch.cat(mean_depth, dim=1) if all(m is not None for m in mean_depth) else None,
+        **{key: cat[key] for key in ("kernel_valid", "thing_valid", "thing_masks")},
+        **{key: cat[key] for key in ("stuff_valid", "stuff_masks", "stuff_classes")},
+    }
 
 
 __all__ = [
