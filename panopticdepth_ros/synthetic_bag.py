@@ -174,9 +174,10 @@ def _sample_lidar(sample: Sample, rng: np.random.Generator, lidar_offset: tuple[
 
 
 def synthetic_frame(index: int, size: tuple[int, int] = (256, 512), seed: int = 0, rate_hz: float = 10.0,
-                    focal: float = 320.0, lidar_offset: tuple[float, ...] = DEFAULT_LIDAR_OFFSET) -> SyntheticFrame:
+                    focal: float = 320.0, lidar_offset: tuple[float, ...] = DEFAULT_LIDAR_OFFSET,
+                    profile: str = "streets") -> SyntheticFrame:
     """Frame ``index`` of ``write_synthetic_bag`` with the same arguments, with its exact answers."""
-    sample = render_scene(scene_seed(seed, index), (int(size[0]), int(size[1])), focal)
+    sample = render_scene(scene_seed(seed, index), (int(size[0]), int(size[1])), focal, profile=profile)
     stamp = START_STAMP_NS + int(round(index * 1e9 / rate_hz))
     rng = np.random.default_rng([seed, index, 0x11DA2])
     pixels, cloud = _sample_lidar(sample, rng, lidar_offset)
@@ -241,6 +242,7 @@ def write_synthetic_bag(
     depth_encoding: str = "32FC1",
     with_panoptic: bool = False,
     lidar_tf: str = "static",
+    profile: str = "streets",
 ) -> Path:
     """Write a rosbag2 folder at ``path`` (must not exist) and return its path. See the module docstring.
 
@@ -290,7 +292,7 @@ def write_synthetic_bag(
 
         write("tf_static", tf_message(store, statics, START_STAMP_NS), TF_MESSAGE, START_STAMP_NS - 2 * RECEIVE_DELAY_NS)
         for index in range(num_frames):
-            frame = synthetic_frame(index, size, seed, rate_hz, focal, lidar_offset)
+            frame = synthetic_frame(index, size, seed, rate_hz, focal, lidar_offset, profile)
             sample = frame.sample
             header = make_header(store, *_split_stamp(frame.stamp_ns), CAMERA_FRAME)
             write("image", image_message(store, header, sample.image, "rgb8"), IMAGE, frame.stamp_ns)

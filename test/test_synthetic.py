@@ -23,7 +23,7 @@ from panopticdepth_core.data.dps_writer import (
 from panopticdepth_core.data.sample import Sample
 from panopticdepth_core.data.synthetic import SyntheticDataset, render_scene, scene_seed, write_synthetic_dataset
 from panopticdepth_core.data.synthetic_layout import sample_scene
-from panopticdepth_core.data.synthetic_scene import MAX_THINGS
+from panopticdepth_core.data.synthetic_profiles import PROFILES
 
 SIZE = (72, 144)
 
@@ -177,7 +177,7 @@ def test_every_pixel_has_a_class_and_instances_only_on_things(seed: int) -> None
     thing = np.isin(s.semantic, THING_IDS)
     assert ((s.instance > 0) == thing).all()
     ids = np.unique(s.instance[thing])
-    assert len(ids) <= MAX_THINGS and (ids == np.arange(1, len(ids) + 1)).all()
+    assert len(ids) <= PROFILES["streets"].max_things and (ids == np.arange(1, len(ids) + 1)).all()
     for i in ids:  # one class per instance
         assert len(np.unique(s.semantic[s.instance == i])) == 1
     sky = s.semantic == 10
@@ -197,7 +197,8 @@ def test_scene_variety_thing_counts_and_distances() -> None:
         hfov = math.degrees(2 * math.atan(cam.width / 2 / cam.fx))
         assert 60.0 <= hfov <= 90.0 and cam.fx == cam.fy
         assert (cam.cx, cam.cy) == ((cam.width - 1) / 2, (cam.height - 1) / 2)
-    assert min(counts) == 0 and max(counts) == MAX_THINGS and all(0 <= c <= MAX_THINGS for c in counts)
+    max_things = PROFILES["streets"].max_things
+    assert min(counts) == 0 and max(counts) == max_things and all(0 <= c <= max_things for c in counts)
     assert {11, 12, 13, 14, 15, 17, 18} <= classes
 
 
@@ -310,3 +311,20 @@ def test_cli_writes_a_split_and_rejects_a_bad_size(tmp_path: Path, capsys: pytes
         with pytest.raises(SystemExit):
             cli_main(["synth", "--out", str(tmp_path), "--num", "1", "--size", bad])
         assert "--size" in capsys.readouterr().err
+
+
+def test_basic_profile_draws_only_its_classes_and_near_things() -> None:
+    """The learning test's profile: large classes only, cars and people at 3-40 m; the default stays the full set."""
+    basic_classes, street_classes, counts = set(), set(), []
+    for seed in range(60):
+        sample = render_scene(seed, (64, 128), focal=40.0, profile="basic")
+        basic_classes |= set(np.unique(sample.semantic).tolist())
+        scene = sample_scene(seed, (64, 128), 40.0, "basic")
+        counts.append(len(scene.objects))
+        assert all(obj.class_id in (11, 13) and 3.0 <= obj.center[0] <= 40.0 for obj in scene.objects)
+        street_classes |= {p.class_id for p in sample_scene(seed, (64, 128), 40.0).primitives}
+    assert basic_classes <= {0, 1, 2, 8, 9, 10, 11, 13} and {0, 2, 10, 13} <= basic_classes
+    assert max(counts) <= PROFILES["basic"].max_things and max(counts) >= 5
+    assert {3, 4, 5, 6, 7} <= street_classes  # wall, fence, pole, light, sign: only in the full profile
+    with pytest.raises(ValueError, match="unknown synthetic scene profile 'busy'"):
+        sample_scene(0, (64, 128), 40.0, "busy")

@@ -56,6 +56,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", default=1, type=positive_int, help="processes rendering in parallel")
     parser.add_argument("--focal", default=None, type=_positive_float, metavar="PIXELS",
                         help="fixed focal length fx = fy in pixels (default: horizontal FOV drawn from 60-90 deg)")
+    parser.add_argument("--profile", default="streets", choices=("streets", "basic"),
+                        help="what scenes may contain: streets = all 18 classes the generator draws (default); basic = "
+                             "road, sidewalk, building, vegetation, terrain, sky, cars and people up to 40 m")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     bag = parser.add_argument_group("sample rosbag2 (see docs/bag_extraction.md)")
     bag.add_argument("--bag", default=None, metavar="PATH",
@@ -78,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.out is not None:
             split_dir = write_synthetic_dataset(args.out, args.num, args.size, args.seed, split=args.split,
-                                                workers=args.workers, progress=not args.quiet, focal=args.focal)
+                                                workers=args.workers, progress=not args.quiet, focal=args.focal,
+                                                profile=args.profile)
             if not args.quiet:
                 print(f"wrote {args.num} frames of {args.size[0]}x{args.size[1]} to {split_dir}")
         if args.bag is not None:
@@ -103,4 +107,4 @@ def _write_bag(args: argparse.Namespace):
         raise ValueError(f"{args.bag} already exists; a bag is written to a new folder")
     focal = args.focal if args.focal is not None else 320.0 * args.size[1] / 512.0
     return write_synthetic_bag(args.bag, args.num, size=args.size, seed=args.seed, storage=args.bag_storage,
-                               distro=args.distro, focal=focal)
+                               distro=args.distro, focal=focal, profile=args.profile)

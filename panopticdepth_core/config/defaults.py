@@ -143,6 +143,9 @@ _C.DATASETS.SYNTHETIC.VAL_SEED = 1_000_000
 # Fixed focal length fx = fy in pixels; 0 draws the horizontal FOV per scene (60-90 deg). Metric depth from one
 # image is only learnable for a known camera, so training configs fix it (as a robot's camera is fixed).
 _C.DATASETS.SYNTHETIC.FOCAL = 0.0
+# What the scenes may contain (data/synthetic_profiles.py): "streets" (all 18 classes the generator draws) or
+# "basic" (road, sidewalk, building, vegetation, terrain, sky, cars and people up to 40 m; the CPU learning test).
+_C.DATASETS.SYNTHETIC.PROFILE = "streets"
 
 _C.DATALOADER = CfgNode()
 _C.DATALOADER.NUM_WORKERS = 4

@@ -75,7 +75,8 @@ def build_reader(cfg, name: str) -> Any:
         syn = cfg.DATASETS.SYNTHETIC
         num = syn.NUM_TRAIN if split == "train" else syn.NUM_VAL
         seed = syn.SEED if split == "train" else syn.VAL_SEED
-        return SyntheticDataset(num, tuple(syn.SIZE), seed, focal=syn.FOCAL if syn.FOCAL > 0 else None)
+        return SyntheticDataset(num, tuple(syn.SIZE), seed, focal=syn.FOCAL if syn.FOCAL > 0 else None,
+                                profile=syn.PROFILE)
     raise KeyError(
         f"unknown data set {name!r} (in DATASETS.TRAIN / DATASETS.TEST); known: cityscapes_dps_{{train,val}}, "
         "cityscapes_fine_panoptic_{train,val}_separated, semkitti_dps_{train,val}, synthetic_{train,val}, "

@@ -30,6 +30,7 @@ from .dps_writer import write_dps_frame
 from .sample import Sample
 from .synthetic_geometry import cast_rays
 from .synthetic_layout import sample_scene
+from .synthetic_profiles import get_profile
 from .synthetic_scene import SKY, SceneParams
 from .synthetic_shading import shade_image
 
@@ -47,12 +48,15 @@ def scene_seed(seed: int, index: int) -> int:
 
 
 def render_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | None = None,
-                 debug: bool = False) -> Sample:
+                 debug: bool = False, profile: str = "streets") -> Sample:
     """Render scene ``seed`` at ``size`` = (height, width). ``focal`` (pixels) fixes fx = fy, otherwise the
-    horizontal field of view is drawn from 60-90 degrees. ``debug`` adds ``meta["scene"]`` (the SceneParams) and
+    horizontal field of view is drawn from 60-90 degrees. ``profile``: what the scene may contain (see
+    ``synthetic_profiles``; "streets" is everything). ``debug`` adds ``meta["scene"]`` (the SceneParams) and
     ``meta["primitive_id"]`` ((H, W) int16 index of the primitive seen at each pixel, -1 on sky)."""
-    scene = sample_scene(seed, size, focal)
-    return render(scene, debug=debug)
+    scene = sample_scene(seed, size, focal, profile)
+    sample = render(scene, debug=debug)
+    sample.meta["profile"] = profile
+    return sample
 
 
 def render(scene: SceneParams, debug: bool = False) -> Sample:
@@ -98,10 +102,13 @@ class SyntheticDataset:
     name = "synthetic"
 
     def __init__(self, num: int, size: tuple[int, int] = (256, 512), seed: int = 0,
-                 transform: Callable[[Sample], Any] | None = None, focal: float | None = None) -> None:
+                 transform: Callable[[Sample], Any] | None = None, focal: float | None = None,
+                 profile: str = "streets") -> None:
         if num < 0:
             raise ValueError(f"num must be >= 0, got {num}")
+        get_profile(profile)  # unknown names fail here, not in a DataLoader worker
         self.num, self.size, self.seed, self.transform, self.focal = int(num), tuple(size), int(seed), transform, focal
+        self.profile = profile
 
     def __len__(self) -> int:
         return self.num
@@ -111,21 +118,21 @@ class SyntheticDataset:
             index += self.num
         if not 0 <= index < self.num:
             raise IndexError(f"index {index} out of range for a synthetic data set of {self.num} scenes")
-        sample = render_scene(scene_seed(self.seed, index), self.size, self.focal)
+        sample = render_scene(scene_seed(self.seed, index), self.size, self.focal, profile=self.profile)
         sample.sequence, sample.frame = f"{index:06d}", 0
         return sample if self.transform is None else self.transform(sample)
 
 
-def _write_one(args: tuple[Path, int, tuple[int, int], int, float | None]) -> int:
-    split_dir, index, size, seed, focal = args
-    sample = render_scene(scene_seed(seed, index), size, focal)
+def _write_one(args: tuple[Path, int, tuple[int, int], int, float | None, str]) -> int:
+    split_dir, index, size, seed, focal, profile = args
+    sample = render_scene(scene_seed(seed, index), size, focal, profile=profile)
     write_dps_frame(split_dir, sample, seq=index, frame=0, city="synth")
     return index
 
 
 def write_synthetic_dataset(out_dir: str | Path, num: int, size: tuple[int, int] = (256, 512), seed: int = 0,
                             split: str = "train", workers: int = 1, progress: bool = True,
-                            focal: float | None = None) -> Path:
+                            focal: float | None = None, profile: str = "streets") -> Path:
     """Render ``num`` scenes into ``{out_dir}/{split}/`` in the Cityscapes-DPS layout (see ``dps_writer``).
 
     Frame i is ``{i:06d}_000000_synth_{i:06d}_000000_*`` (one frame per sequence: scenes are independent).
@@ -140,10 +147,10 @@ def write_synthetic_dataset(out_dir: str | Path, num: int, size: tuple[int, int]
     if not split or "/" in split or "\\" in split or split in (".", ".."):
         raise ValueError(f"split must be a plain folder name such as 'train', got {split!r}")
     height, width = int(size[0]), int(size[1])
-    sample_scene(0, (height, width), focal)  # validates size/focal before any work
+    sample_scene(0, (height, width), focal, profile)  # validates size/focal/profile before any work
     split_dir = Path(out_dir) / split
     split_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(split_dir, i, (height, width), seed, focal) for i in range(num)]
+    jobs = [(split_dir, i, (height, width), seed, focal, profile) for i in range(num)]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -168,11 +175,12 @@ def write_synthetic_dataset(out_dir: str | Path, num: int, size: tuple[int, int]
     index = [{"height": height, "width": width, "image": f"{n}_leftImg8bit.png", "depth": f"{n}_depth.png",
               "seg": f"{n}_gtFine_instanceTrainIds.png"} for n in names]
     _write_json(split_dir.parent / f"dvps_cityscapes_{split}.json", index)
-    _write_json(split_dir / "dataset.json", dataset_description(num, (height, width), seed, split, focal))
+    _write_json(split_dir / "dataset.json", dataset_description(num, (height, width), seed, split, focal, profile))
     return split_dir
 
 
-def dataset_description(num: int, size: tuple[int, int], seed: int, split: str, focal: float | None) -> dict:
+def dataset_description(num: int, size: tuple[int, int], seed: int, split: str, focal: float | None,
+                        profile: str = "streets") -> dict:
     """What ``{split}/dataset.json`` says (no timestamps: identical arguments give identical files)."""
     return {
         "generator": GENERATOR_NAME,
@@ -182,6 +190,7 @@ def dataset_description(num: int, size: tuple[int, int], seed: int, split: str, 
         "num": num,
         "size": [size[0], size[1]],
         "focal": focal,
+        "profile": profile,
         "split": split,
         "layout": "Cityscapes-DPS (ViP-DeepLab Cityscapes-DVPS), flat per split",
         "label_encoding": "16-bit PNG, train_id * 1000 + instance (things), train_id * 1000 (stuff), 32000 void",

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .synthetic_geometry import KIND_BOX, KIND_CYLINDER, KIND_ELLIPSOID, KIND_HPLANE, Camera
+from .synthetic_profiles import SceneProfile, get_profile
 from .synthetic_scene import (
     BUILDING,
     FACADE_COLORS,
@@ -41,9 +42,12 @@ from .synthetic_textures import Material
 from .synthetic_things import place_things
 
 
-def sample_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | None = None) -> SceneParams:
+def sample_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | None = None,
+                 profile: str | SceneProfile = "streets") -> SceneParams:
     """Draw one scene. ``size`` is (height, width) in pixels; ``focal`` (pixels, fx = fy) fixes the intrinsics,
-    otherwise the horizontal field of view is drawn from 60-90 degrees."""
+    otherwise the horizontal field of view is drawn from 60-90 degrees; ``profile`` says what the scene may
+    contain (``synthetic_profiles``)."""
+    profile = get_profile(profile)
     height, width = int(size[0]), int(size[1])
     if height < 8 or width < 8:
         raise ValueError(f"image size must be at least 8x8 pixels, got {height}x{width}")
@@ -102,11 +106,12 @@ def sample_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | N
         park = rng.random() < 0.15
         facade = abs(edge) + strip + walk
         if not park:
-            _building_row(b, side, facade, x_far)
-        _poles(b, side, abs(edge) + strip, curb, x_far)
+            _building_row(b, side, facade, x_far, profile.barriers)
+        if profile.street_furniture:
+            _poles(b, side, abs(edge) + strip, curb, x_far)
         _trees(b, side, abs(edge), strip, facade, curb, x_far, park)
 
-    place_things(b, road, sides, curb)
+    place_things(b, road, sides, curb, profile)
     return SceneParams(int(seed), camera, lighting, road, b.primitives, b.objects)
 
 
@@ -136,7 +141,7 @@ def _backdrop(b: SceneBuilder, cx: float, cy: float, hx: float, hy: float, heigh
               b.jitter((0.15, 0.25, 0.10), 0.1))
 
 
-def _building_row(b: SceneBuilder, side: float, facade: float, x_far: float) -> None:
+def _building_row(b: SceneBuilder, side: float, facade: float, x_far: float, barriers: bool) -> None:
     rng = b.rng
     x = X_BACK + float(rng.uniform(0.0, 8.0))
     while x < x_far - 2.0:
@@ -147,6 +152,8 @@ def _building_row(b: SceneBuilder, side: float, facade: float, x_far: float) -> 
             if choice < 0.5:
                 cls, mat = [(FENCE, Material.FENCE), (WALL, Material.WALL), (VEGETATION, Material.FOLIAGE)][
                     int(rng.integers(3))]
+                if not barriers:
+                    cls, mat = VEGETATION, Material.FOLIAGE
                 thick = float(rng.uniform(0.1, 0.4)) if cls != VEGETATION else float(rng.uniform(0.6, 1.2))
                 top = float(rng.uniform(1.0, 2.4))
                 color = {FENCE: (0.55, 0.50, 0.45), WALL: (0.65, 0.63, 0.60), VEGETATION: (0.22, 0.38, 0.14)}[cls]

@@ -24,13 +24,11 @@ VEGETATION, TERRAIN, SKY = _ID["vegetation"], _ID["terrain"], _ID["sky"]
 PERSON, RIDER, CAR, TRUCK, BUS = _ID["person"], _ID["rider"], _ID["car"], _ID["truck"], _ID["bus"]
 MOTORCYCLE, BICYCLE = _ID["motorcycle"], _ID["bicycle"]
 
-MAX_THINGS = 20
 X_BACK = -12.0  # the street starts this far behind the camera (nothing behind it is ever in view)
 HFOV_RANGE_DEG = (60.0, 90.0)
 MOUNT_HEIGHT_RANGE = (1.2, 2.2)
 PITCH_RANGE_DEG = (-3.0, 5.0)  # positive = looking down
 YAW_RANGE_DEG = (-4.0, 4.0)
-THING_DISTANCE_RANGE = (2.0, 80.0)
 
 
 @dataclass

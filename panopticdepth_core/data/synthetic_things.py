@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .synthetic_geometry import KIND_BOX, KIND_CYLINDER, KIND_DISC, KIND_ELLIPSOID
+from .synthetic_profiles import THING_KINDS, SceneProfile
 from .synthetic_scene import (
     BICYCLE,
     BUS,
@@ -20,12 +21,10 @@ from .synthetic_scene import (
     CLOTHES_COLORS,
     FACADE_COLORS,
     HAIR_COLORS,
-    MAX_THINGS,
     MOTORCYCLE,
     PERSON,
     RIDER,
     SKIN_COLORS,
-    THING_DISTANCE_RANGE,
     TRUCK,
     RoadLayout,
     SceneBuilder,
@@ -33,23 +32,25 @@ from .synthetic_scene import (
 )
 from .synthetic_textures import Material
 
-_THING_TYPES = ("car", "person", "rider_bicycle", "bicycle", "truck", "bus", "rider_motorcycle")
-_THING_WEIGHTS = np.array([0.42, 0.24, 0.08, 0.06, 0.08, 0.05, 0.04])
+_THING_WEIGHTS = np.array([0.42, 0.24, 0.08, 0.06, 0.08, 0.05, 0.04])  # per THING_KINDS entry
 
 
-def place_things(b: SceneBuilder, road: RoadLayout, sides: list, curb: float) -> None:
-    """Up to MAX_THINGS instances; ``sides``: (side sign, road edge y, grass strip width, sidewalk width) each."""
+def place_things(b: SceneBuilder, road: RoadLayout, sides: list, curb: float, profile: SceneProfile) -> None:
+    """Up to ``profile.max_things`` instances of the profile's kinds; ``sides``: (side sign, road edge y, grass
+    strip width, sidewalk width) each."""
     rng = b.rng
-    slots = int(rng.integers(0, MAX_THINGS + 1))
-    weights = _THING_WEIGHTS / _THING_WEIGHTS.sum()
+    max_things = profile.max_things
+    slots = int(rng.integers(0, max_things + 1))
+    weights = _THING_WEIGHTS * np.array([kind in profile.thing_kinds for kind in THING_KINDS])
+    weights = weights / weights.sum()
     attempts = 0
-    while slots > 0 and attempts < 4 * MAX_THINGS:
+    while slots > 0 and attempts < 4 * max_things:
         attempts += 1
-        kind = _THING_TYPES[int(rng.choice(len(_THING_TYPES), p=weights))]
+        kind = THING_KINDS[int(rng.choice(len(THING_KINDS), p=weights))]
         need = 2 if kind.startswith("rider") else 1
         if need > slots:
             continue
-        lo, hi = THING_DISTANCE_RANGE
+        lo, hi = profile.thing_distance
         x = lo + (hi - lo) * float(rng.random()) ** 1.3
         if kind in ("car", "truck", "bus"):
             placed = _vehicle(b, kind, x, road)
