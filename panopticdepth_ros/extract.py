@@ -15,6 +15,11 @@ Cityscapes train ids by a class map, or pseudo-labels from a trained model. See 
 Output: ``OUT/SPLIT/`` written as ``OUT/.SPLIT.partial-PID/`` and renamed at the end, so an interrupted or failed
 run never leaves a folder that looks complete; ``OUT/SPLIT/dataset.json`` records the source, topics, class map,
 label source and the summary (frames written, frames skipped per reason).
+
+This module holds the options, the summary, the option checks and the two passes; the parts live beside it:
+extract_bag_access (opening the bag, checking topics), extract_matching (stamps, --every/--max-rate, nearest
+message), extract_images (numeric Image messages as arrays), extract_depth (depth image, LiDAR projection),
+extract_labels (class map, label decoding) and extract_errors.
 """
 
 from __future__ import annotations
@@ -26,39 +31,31 @@ import os
 import shutil
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from panopticdepth_core.data.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, THING_IDS
+from panopticdepth_core.data.classes import IGNORE_LABEL
 from panopticdepth_core.data.dps_writer import LABEL_DIVISOR, frame_prefix, write_dps_frame
 from panopticdepth_core.data.sample import Sample
 
-from .bag_reading import guarded_messages
 from .conversions import FrameError, camera_info_to_K, compressed_msg_to_rgb, image_msg_to_rgb
-from .messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, POINT_CLOUD2, deserialize, get_store, pointcloud2_to_array
+from .extract_bag_access import ROLES, check_topics, open_bag, read_messages
+from .extract_depth import cloud_xyz, depth_from_image, project_points
+from .extract_errors import ExtractError, NoFramesError
+from .extract_images import fit_to_image, image_array
+from .extract_labels import LABEL_ENCODINGS, ClassMap, decode_panoptic, load_class_map, renumber_instances
+from .extract_matching import header_stamp_ns, nearest, select_images
+from .messages import COMPRESSED_IMAGE, IMAGE, deserialize, get_store
 from .tf_buffer import ExtrapolationError, FrameNotFoundError, TfBuffer, transform_points
 
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 TF_STATIC_TOPIC = "/tf_static"
 TF_TOPIC = "/tf"
 CITY = "bag"  # the city field of the frame names: {seq}_{frame}_bag_{seq}_{frame}
-MIN_LIDAR_DEPTH = 0.01  # metres: points closer to the image plane than this are dropped
-STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
-
-#: role -> (command-line flag, accepted message types)
-ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "image": ("--image-topic", (IMAGE, COMPRESSED_IMAGE)),
-    "camera_info": ("--camera-info-topic", (CAMERA_INFO,)),
-    "depth": ("--depth-topic", (IMAGE,)),
-    "lidar": ("--lidar-topic", (POINT_CLOUD2,)),
-    "semantic": ("--semantic-topic", (IMAGE,)),
-    "instance": ("--instance-topic", (IMAGE,)),
-    "panoptic": ("--panoptic-topic", (IMAGE,)),
-}
 
 #: skip reason -> what the summary says
 SKIP_REASONS = {
@@ -77,27 +74,6 @@ SKIP_REASONS = {
     "bad_labels": "label image could not be decoded",
     "too_many_instances": f"more than {LABEL_DIVISOR - 1} thing instances",
 }
-
-#: numeric image encodings -> (numpy dtype, channels)
-_NUMERIC_ENCODINGS = {
-    "mono8": ("u1", 1), "8uc1": ("u1", 1), "8sc1": ("i1", 1), "mono16": ("u2", 1), "16uc1": ("u2", 1),
-    "16sc1": ("i2", 1), "32sc1": ("i4", 1), "32fc1": ("f4", 1), "64fc1": ("f8", 1),
-    "rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4),
-}
-_COLOUR_ORDER = {"rgb8": (0, 1, 2), "rgba8": (0, 1, 2), "bgr8": (2, 1, 0), "bgra8": (2, 1, 0)}
-_LABEL_ENCODINGS = ("mono8", "8uc1", "mono16", "16uc1", "16sc1", "32sc1")
-
-
-class ExtractError(RuntimeError):
-    """A problem with the bag or the options that stops the extraction; the message says what and where."""
-
-
-class NoFramesError(ExtractError):
-    """Every frame was skipped; ``summary`` says why."""
-
-    def __init__(self, message: str, summary: ExtractSummary) -> None:
-        super().__init__(message)
-        self.summary = summary
 
 
 # ------------------------------------------------------------------------------------------------ options, summary
@@ -166,318 +142,6 @@ class ExtractSummary:
         return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------ class map
-@dataclass
-class ClassMap:
-    """Source label ids -> Cityscapes train ids (0..18, 255 void); see docs/bag_extraction.md for the YAML."""
-
-    mapping: dict[int, int]
-    default: int | None = None
-    panoptic_divisor: int = LABEL_DIVISOR
-    source: str = "identity"  # file path, or "identity"
-
-    @classmethod
-    def identity(cls) -> ClassMap:
-        return cls({i: i for i in range(NUM_CLASSES)} | {IGNORE_LABEL: IGNORE_LABEL})
-
-    def apply(self, ids: np.ndarray, where: str) -> np.ndarray:
-        """Map an id array; negative ids are void. Unknown ids raise ExtractError (unless a default is set)."""
-        ids = np.asarray(ids).astype(np.int64, copy=False)
-        values, inverse = np.unique(ids, return_inverse=True)
-        mapped = np.empty(values.shape, dtype=np.int32)
-        unknown = []
-        for i, value in enumerate(values.tolist()):
-            if value < 0:
-                mapped[i] = IGNORE_LABEL
-            elif value in self.mapping:
-                mapped[i] = self.mapping[value]
-            elif self.default is not None:
-                mapped[i] = self.default
-            else:
-                unknown.append(value)
-        if unknown:
-            hint = ("add them to the class map or set 'default: 255' there" if self.source != "identity" else
-                    "ids must be Cityscapes train ids 0..18 or 255; pass --class-map YAML to map them")
-            raise ExtractError(f"{where}: class ids {unknown[:20]} are not in the class map ({self.source}); {hint}")
-        return mapped[inverse.reshape(ids.shape)]
-
-
-def _target_id(value: Any, where: str) -> int:
-    if isinstance(value, str):
-        name = value.strip().lower()
-        if name in ("void", "ignore", "unlabeled", "unlabelled"):
-            return IGNORE_LABEL
-        if name in CLASS_NAMES:
-            return CLASS_NAMES.index(name)
-        raise ExtractError(f"{where}: unknown class name {value!r}; expected one of {', '.join(CLASS_NAMES)} or void")
-    if isinstance(value, bool) or not isinstance(value, int) or not (0 <= value < NUM_CLASSES or value == 255):
-        raise ExtractError(f"{where}: target {value!r} must be a train id 0..{NUM_CLASSES - 1}, 255 or a class name")
-    return int(value)
-
-
-def load_class_map(path: str | Path) -> ClassMap:
-    """Read a class-map YAML: ``{source_id: train id | class name | 255}``, optionally under ``classes:``, plus
-    optional ``default:`` (target of unlisted ids) and ``panoptic_divisor:`` (default 1000)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExtractError(f"class map not found: {path}") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ExtractError(f"{path}: cannot read the class map YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ExtractError(f"{path}: expected a mapping {{source_id: train_id}}, got {type(data).__name__}")
-    data = dict(data)
-    default = data.pop("default", None)
-    divisor = data.pop("panoptic_divisor", LABEL_DIVISOR)
-    entries = data.pop("classes", {}) or {}
-    if not isinstance(entries, dict):
-        raise ExtractError(f"{path}: 'classes' must be a mapping {{source_id: train_id}}")
-    entries = {**entries, **data}
-    mapping: dict[int, int] = {}
-    for key, value in entries.items():
-        try:
-            source = int(key)
-        except (TypeError, ValueError):
-            raise ExtractError(f"{path}: key {key!r} is not an integer source id (or default / panoptic_divisor / "
-                               "classes)") from None
-        if source < 0:
-            raise ExtractError(f"{path}: source id {source} is negative (negative ids are always void)")
-        mapping[source] = _target_id(value, f"{path}: entry {key}")
-    if not mapping and default is None:
-        raise ExtractError(f"{path}: the class map is empty")
-    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 2:
-        raise ExtractError(f"{path}: panoptic_divisor must be an integer >= 2, got {divisor!r}")
-    return ClassMap(mapping, None if default is None else _target_id(default, f"{path}: default"), divisor,
-                    str(path))
-
-
-# ------------------------------------------------------------------------------------------------ decoding
-def header_stamp_ns(data: bytes | memoryview) -> int:
-    """Header stamp (ns) of a CDR-serialized message whose first field is a std_msgs/Header, without decoding."""
-    if len(data) < 12:
-        raise ValueError(f"message of {len(data)} bytes is too short for a header")
-    little = data[1] & 1 == 1  # encapsulation kind CDR_LE = 0x0001, PL_CDR_LE = 0x0003
-    sec, nanosec = struct.unpack_from("<iI" if little else ">iI", data, 4)
-    return sec * 1_000_000_000 + nanosec
-
-
-def image_array(msg, what: str, encodings: tuple[str, ...] | None = None) -> np.ndarray:
-    """A numeric sensor_msgs/Image as an (H, W) or (H, W, C) array (native byte order, row padding removed)."""
-    encoding = str(msg.encoding).strip().lower()
-    allowed = encodings or tuple(_NUMERIC_ENCODINGS)
-    if encoding not in _NUMERIC_ENCODINGS or encoding not in allowed:
-        raise FrameError(f"{what}: encoding {msg.encoding!r} not supported here (expected one of "
-                         f"{', '.join(allowed)})", "encoding")
-    dtype_code, channels = _NUMERIC_ENCODINGS[encoding]
-    dtype = np.dtype(dtype_code).newbyteorder(">" if msg.is_bigendian else "<")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = width * channels * dtype.itemsize
-    if height <= 0 or width <= 0 or step < row_bytes:
-        raise FrameError(f"{what}: bad size {width}x{height} with step {step} for {encoding}", "size")
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if data.size != step * height:
-        raise FrameError(f"{what}: {data.size} data bytes, expected step * height = {step * height}", "size")
-    rows = np.ascontiguousarray(data.reshape(height, step)[:, :row_bytes])
-    array = rows.view(dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="), copy=False)
-    return array[:, :, 0] if channels == 1 else array
-
-
-def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resample of an (h, w) map to ``size`` = (H, W) (pixel centres aligned)."""
-    height, width = size
-    rows = np.minimum(((np.arange(height) + 0.5) * array.shape[0] / height).astype(np.int64), array.shape[0] - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * array.shape[1] / width).astype(np.int64), array.shape[1] - 1)
-    return array[rows[:, None], cols[None, :]]
-
-
-def _fit_to_image(array: np.ndarray, size: tuple[int, int], what: str) -> np.ndarray:
-    """``array`` at the image size: equal sizes pass, same aspect ratio is resampled (nearest), else FrameError."""
-    if array.shape[:2] == tuple(size):
-        return array
-    (h, w), (height, width) = array.shape[:2], size
-    if abs(w / h - width / height) > 0.01 * (width / height):
-        raise FrameError(f"{what} is {w}x{h} but the image is {width}x{height}; expected it registered to the "
-                         "camera image (same size or aspect ratio)", "size")
-    return resize_nearest(array, size)
-
-
-def depth_from_image(msg, size: tuple[int, int], scale: float | None = None) -> np.ndarray:
-    """A depth image (32FC1/64FC1 metres, or 16UC1/mono16 millimetres) -> (H, W) float32 metres, 0 = no depth.
-
-    ``scale`` multiplies the stored values (default 1 for float images, 0.001 for 16-bit ones). NaN, +-Inf and
-    values <= 0 mean no measurement (REP 117/118).
-    """
-    encoding = str(msg.encoding).strip().lower()
-    raw = image_array(msg, "depth image", ("32fc1", "64fc1", "16uc1", "mono16"))
-    if scale is None:
-        scale = 0.001 if encoding in ("16uc1", "mono16") else 1.0
-    with np.errstate(invalid="ignore", over="ignore"):
-        metres = raw.astype(np.float64) * scale
-        valid = np.isfinite(metres) & (metres > 0)
-    depth = np.where(valid, metres, 0.0).astype(np.float32)
-    return _fit_to_image(depth, size, "depth image")
-
-
-def project_points(points: np.ndarray, k: np.ndarray, size: tuple[int, int],
-                   min_depth: float = MIN_LIDAR_DEPTH) -> np.ndarray:
-    """(N, 3) points in the camera optical frame -> (H, W) float32 z-depth, nearest point per pixel, 0 elsewhere.
-
-    Pixel centres are at integer coordinates (the camera_info convention), so a point lands in pixel
-    ``(round(v), round(u))``. Points with z <= ``min_depth`` (behind the camera) or outside the image are dropped.
-    """
-    height, width = size
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    points = points[np.isfinite(points).all(axis=1) & (points[:, 2] > min_depth)]
-    z = points[:, 2]
-    uvw = points @ np.asarray(k, dtype=np.float64).T  # (N, 3)
-    cols = np.floor(uvw[:, 0] / z + 0.5)
-    rows = np.floor(uvw[:, 1] / z + 0.5)
-    inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
-    flat = rows[inside].astype(np.int64) * width + cols[inside].astype(np.int64)
-    z = z[inside]
-    order = np.lexsort((z, flat))  # by pixel, then nearest first
-    flat, z = flat[order], z[order]
-    first = np.ones(flat.size, dtype=bool)
-    first[1:] = flat[1:] != flat[:-1]
-    depth = np.zeros(height * width, dtype=np.float32)
-    depth[flat[first]] = z[first]
-    return depth.reshape(height, width)
-
-
-def cloud_xyz(msg) -> np.ndarray:
-    """(N, 3) float64 x, y, z of a PointCloud2 (organized or not; NaN points kept, dropped by the projection)."""
-    try:
-        cloud = pointcloud2_to_array(msg).reshape(-1)
-    except (KeyError, ValueError) as exc:
-        raise FrameError(f"LiDAR cloud: cannot read its fields ({exc})", "lidar") from exc
-    names = cloud.dtype.names or ()
-    if not all(axis in names for axis in "xyz"):
-        raise FrameError(f"LiDAR cloud: fields {list(names)} lack x, y, z", "lidar")
-    return np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
-
-
-def renumber_instances(semantic: np.ndarray, instance: np.ndarray) -> np.ndarray:
-    """Instance ids 1..N for thing pixels (train ids 11..18) with a source id > 0, in order of source id; 0 else.
-
-    A source id shared by two thing classes gives two instances; thing pixels with id 0 stay 0 (crowd).
-    """
-    out = np.zeros(semantic.shape, dtype=np.int32)
-    thing = np.isin(semantic, THING_IDS) & (instance > 0)
-    if thing.any():
-        keys = instance[thing].astype(np.int64) * 256 + semantic[thing]
-        _, dense = np.unique(keys, return_inverse=True)
-        out[thing] = dense.reshape(-1).astype(np.int32) + 1
-    return out
-
-
-def decode_panoptic(msg, class_map: ClassMap) -> tuple[np.ndarray, np.ndarray]:
-    """A panoptic label image -> (source class ids, source instance ids), void as -1 class.
-
-    Integer encodings (32SC1, 16UC1, mono16): ``class * divisor + instance``, negative = void. Colour encodings
-    (rgb8, bgr8, rgba8, bgra8; CARLA's instance segmentation camera): class = R, instance = G + 256 * B.
-    """
-    encoding = str(msg.encoding).strip().lower()
-    array = image_array(msg, "panoptic image", ("32sc1", "16uc1", "mono16", "rgb8", "bgr8", "rgba8", "bgra8"))
-    if encoding in _COLOUR_ORDER:
-        r, g, b = (array[:, :, c].astype(np.int64) for c in _COLOUR_ORDER[encoding])
-        return r, g + 256 * b
-    values = array.astype(np.int64)
-    divisor = class_map.panoptic_divisor
-    void = values < 0
-    return np.where(void, -1, values // divisor), np.where(void, 0, values % divisor)
-
-
-# ------------------------------------------------------------------------------------------------ the bag
-def detect_storage(path: Path) -> str:
-    """"mcap" or "sqlite3" of a bag folder (its metadata.yaml) or a single .mcap/.db3 file."""
-    if path.is_file():
-        if path.suffix in STORAGE_SUFFIXES:
-            return STORAGE_SUFFIXES[path.suffix]
-        raise ExtractError(f"{path}: not a rosbag2 (expected a bag folder, a .mcap or a .db3 file)")
-    metadata = path / "metadata.yaml"
-    if metadata.is_file():
-        import yaml
-
-        try:
-            info = yaml.safe_load(metadata.read_text(encoding="utf-8"))["rosbag2_bagfile_information"]
-            return str(info["storage_identifier"])
-        except Exception as exc:
-            raise ExtractError(f"{metadata}: not a readable rosbag2 metadata file ({type(exc).__name__}: {exc})"
-                               ) from exc
-    files = sorted(p.name for p in path.glob("*") if p.suffix in STORAGE_SUFFIXES) if path.is_dir() else []
-    hint = (f"; it holds {', '.join(files)}: run `ros2 bag reindex {path}` to rebuild metadata.yaml, or pass the "
-            "file itself" if files else "")
-    raise ExtractError(f"{path}: not a rosbag2 folder (no metadata.yaml){hint}")
-
-
-def _corrupt(path: Path, exc: BaseException, where: str) -> ExtractError:
-    return ExtractError(
-        f"{path}: cannot read the bag {where} ({type(exc).__name__}: {exc}). The file is truncated or corrupt: "
-        "an interrupted recording can often be repaired with `ros2 bag reindex` (sqlite3) or `mcap recover` (mcap)"
-    )
-
-
-def open_bag(path: Path, storage: str = "auto"):
-    """(open rosbags Reader, storage name); every failure becomes an ExtractError naming ``path``."""
-    from rosbags.rosbag2 import Reader
-
-    if not path.exists():
-        raise ExtractError(f"bag not found: {path}")
-    detected = detect_storage(path)
-    if storage != "auto" and storage != detected:
-        raise ExtractError(f"{path}: --storage {storage} given, but the bag is stored as {detected}")
-    try:
-        reader = Reader(path)
-        reader.open()
-    except ExtractError:
-        raise
-    except Exception as exc:  # rosbags raises ReaderError, FileNotFoundError, mcap/sqlite3 errors, struct errors
-        raise _corrupt(path, exc, "when opening it") from exc
-    return reader, detected
-
-
-def _describe_topics(reader) -> str:
-    topics = {}
-    for conn in reader.connections:
-        count = topics.get(conn.topic, (conn.msgtype, 0))[1] + conn.msgcount
-        topics[conn.topic] = (conn.msgtype, count)
-    if not topics:
-        return "  (none: the bag has no topics; is it empty?)"
-    width = max(len(t) for t in topics)
-    return "\n".join(f"  {t:<{width}}  {msgtype}  ({count} messages)" for t, (msgtype, count) in sorted(topics.items()))
-
-
-def check_topics(reader, path: Path, topics: dict[str, str]) -> dict[str, list]:
-    """role -> the bag's connections of its topic; missing topics and wrong types raise ExtractError."""
-    by_topic: dict[str, list] = {}
-    for conn in reader.connections:
-        by_topic.setdefault(conn.topic, []).append(conn)
-    missing = [f"{ROLES[role][0]} {topic}" for role, topic in topics.items() if topic not in by_topic]
-    if missing:
-        raise ExtractError(f"{path}: topic(s) not in the bag: {', '.join(missing)}. The bag has:\n"
-                           + _describe_topics(reader))
-    out = {}
-    for role, topic in topics.items():
-        flag, accepted = ROLES[role]
-        for conn in by_topic[topic]:
-            if conn.msgtype not in accepted:
-                raise ExtractError(f"{path}: {flag} {topic} has message type {conn.msgtype}; expected "
-                                   f"{' or '.join(accepted)}")
-        out[role] = by_topic[topic]
-    if sum(c.msgcount for c in out["image"]) == 0:
-        raise ExtractError(f"{path}: {ROLES['image'][0]} {topics['image']} has no messages (the bag holds "
-                           f"{reader.message_count} messages in all); nothing to extract")
-    return out
-
-
-def _messages(reader, path: Path, connections: list) -> Iterator[tuple[Any, int, bytes]]:
-    """reader.messages, with read failures (truncated files) turned into ExtractError naming the bag."""
-    return guarded_messages(reader, connections, lambda exc, count: _corrupt(path, exc, f"after {count} messages"))
-
-
 # ------------------------------------------------------------------------------------------------ matching
 @dataclass
 class _Frame:
@@ -487,36 +151,6 @@ class _Frame:
     stamp_ns: int
     parts: dict[str, int]
     offsets_ns: dict[str, int]
-
-
-def select_images(stamps: list[int | None], every: int, max_rate: float | None) -> list[int]:
-    """Indices of the image messages kept by --every / --max-rate (in bag order)."""
-    kept: list[int] = []
-    last: int | None = None
-    min_gap = None if max_rate is None else int(round(1e9 / max_rate)) - 1_000  # 1 us slack for rounded stamps
-    for index, stamp in enumerate(stamps):
-        if index % every:
-            continue
-        if min_gap is not None and stamp is not None:
-            if last is not None and stamp - last < min_gap:
-                continue
-            last = stamp
-        kept.append(index)
-    return kept
-
-
-def nearest(sorted_stamps: np.ndarray, order: np.ndarray, stamp: int, tolerance_ns: int) -> tuple[int, int] | None:
-    """(message index, offset ns) of the stamp nearest to ``stamp`` within the tolerance, or None."""
-    if sorted_stamps.size == 0:
-        return None
-    pos = int(np.searchsorted(sorted_stamps, stamp))
-    best = None
-    for cand in (pos - 1, pos):
-        if 0 <= cand < sorted_stamps.size:
-            offset = int(sorted_stamps[cand]) - stamp
-            if best is None or abs(offset) < abs(best[1]):
-                best = (int(order[cand]), offset)
-    return best if best is not None and abs(best[1]) <= tolerance_ns else None
 
 
 # ------------------------------------------------------------------------------------------------ the extractor
@@ -605,7 +239,7 @@ class _Extractor:
         wanted = [c for cs in conns.values() for c in cs] + tf_conns
         total = sum(c.msgcount for c in wanted)
         with _bar(self.opts.progress, total, "index", "msg") as bar:
-            for conn, log_time, data in _messages(reader, self.bag, wanted):
+            for conn, log_time, data in read_messages(reader, self.bag, wanted):
                 bar.update(1)
                 if conn.topic in (TF_STATIC_TOPIC, TF_TOPIC) and conn.id not in role_of:
                     self._add_tf(conn, data)
@@ -670,7 +304,7 @@ class _Extractor:
         buffer: dict[tuple[str, int], bytes] = {}
         counters: Counter = Counter()
         with _bar(self.opts.progress, len(frames), "extract", "frame") as bar:
-            for conn, _, data in _messages(reader, self.bag, [c for cs in conns.values() for c in cs]):
+            for conn, _, data in read_messages(reader, self.bag, [c for cs in conns.values() for c in cs]):
                 role = role_of[conn.id]
                 key = (role, counters[role])
                 counters[role] += 1
@@ -769,14 +403,14 @@ class _Extractor:
                 classes, ids = decode_panoptic(self._decode("panoptic", raw["panoptic"]), self.class_map)
                 where = f"{self.opts.panoptic_topic} ({where})"
             elif "semantic" in raw:
-                classes = image_array(self._decode("semantic", raw["semantic"]), "semantic image", _LABEL_ENCODINGS)
-                ids = image_array(self._decode("instance", raw["instance"]), "instance image", _LABEL_ENCODINGS)
+                classes = image_array(self._decode("semantic", raw["semantic"]), "semantic image", LABEL_ENCODINGS)
+                ids = image_array(self._decode("instance", raw["instance"]), "instance image", LABEL_ENCODINGS)
                 where = f"{self.opts.semantic_topic} ({where})"
             else:
                 unlabelled = np.full(size, IGNORE_LABEL, np.int32)
                 return unlabelled, np.zeros(size, np.int32), {"unlabelled": True}
-            classes = _fit_to_image(np.asarray(classes), size, "label image")
-            ids = _fit_to_image(np.asarray(ids), size, "instance image")
+            classes = fit_to_image(np.asarray(classes), size, "label image")
+            ids = fit_to_image(np.asarray(ids), size, "instance image")
         except FrameError as exc:
             raise self._frame_error(exc, "bad_labels") from exc
         semantic = self.class_map.apply(classes, where)

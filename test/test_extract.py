@@ -16,18 +16,11 @@ from panopticdepth_core.cli import main as cli_main
 from panopticdepth_core.data.cityscapes_dps import CityscapesDPSDataset
 from panopticdepth_core.data.dps_writer import decode_depth, decode_instance_train_ids
 from panopticdepth_core.data.image_io import read_rgb, read_uint16
-from panopticdepth_ros.extract import (
-    ClassMap,
-    ExtractError,
-    ExtractOptions,
-    NoFramesError,
-    extract_bag,
-    header_stamp_ns,
-    load_class_map,
-    project_points,
-    renumber_instances,
-    select_images,
-)
+from panopticdepth_ros.extract import ExtractOptions, extract_bag
+from panopticdepth_ros.extract_depth import project_points
+from panopticdepth_ros.extract_errors import ExtractError, NoFramesError
+from panopticdepth_ros.extract_labels import ClassMap, load_class_map, renumber_instances
+from panopticdepth_ros.extract_matching import header_stamp_ns, select_images
 from panopticdepth_ros.messages import get_store, make_header, serialize
 from panopticdepth_ros.synthetic_bag import synthetic_frame, write_synthetic_bag
 from panopticdepth_ros.tf_buffer import (
