@@ -54,10 +54,24 @@ def _rviz_config(share: str, namespace: str, fixed_frame: str) -> str:
     return path
 
 
+def _require_package(package: str, why: str) -> None:
+    """Fail before any process starts: launch exits on an action's error without stopping the node it started."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        get_package_prefix(package)
+    except PackageNotFoundError:
+        raise RuntimeError(f"{why} needs the ROS package '{package}', which is not installed or not sourced "
+                           f"(install ros-$ROS_DISTRO-{package.replace('_', '-')}, or leave {why} out)") from None
+
+
 def _launch_setup(context, *args, **kwargs):
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
+    use_rviz = _truthy(arg("use_rviz"))
+    if use_rviz:
+        _require_package("rviz2", "use_rviz:=true")
     share = _share()
     params_file = arg("params_file") or os.path.join(share, "config", "panopticdepth_node.yaml")
     overrides = {"autostart": _truthy(arg("autostart"))}
@@ -77,7 +91,7 @@ def _launch_setup(context, *args, **kwargs):
             ros_arguments=["--log-level", arg("log_level")],
         )
     ]
-    if _truthy(arg("use_rviz")):
+    if use_rviz:
         actions.append(Node(
             package="rviz2",
             executable="rviz2",

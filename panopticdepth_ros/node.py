@@ -114,7 +114,8 @@ class PanopticDepthNode(LifecycleNode):
         restart = new.changed_restart_parameters(self.node_params)
         self.node_params = new
         if restart and self._lifecycle_label != "unconfigured":
-            self.get_logger().info(f"{', '.join(restart)} take effect on the next configure "
+            verb = "takes" if len(restart) == 1 else "take"
+            self.get_logger().info(f"{', '.join(restart)} {verb} effect on the next configure "
                                    "(deactivate, cleanup, configure, activate)")
         if self._worker is not None and self._pipeline is not None:
             current = self._pipeline.settings

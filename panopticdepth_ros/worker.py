@@ -93,7 +93,7 @@ class WarningThrottle:
         self._held: dict[str, int] = {}
 
     def __call__(self, key: str, message: str) -> str | None:
-        """The message to log now (with "(N more like this)" appended), or None to stay quiet."""
+        """The message to log now (with the count held back since the key's last report), or None to stay quiet."""
         now = self.clock()
         last = self._last.get(key)
         if last is not None and now - last < self.period:
@@ -101,7 +101,9 @@ class WarningThrottle:
             return None
         self._last[key] = now
         held = self._held.pop(key, 0)
-        return f"{message} ({held} more like this in the last {self.period:g} s)" if held else message
+        if not held:
+            return message
+        return f"{message} ({held} more like this since the last report, {now - last:.0f} s ago)"
 
 
 #: Drop codes that are expected behaviour, not a problem: they do not turn the diagnostics to WARN.

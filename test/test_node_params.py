@@ -252,7 +252,13 @@ def test_warning_throttle_is_per_key() -> None:
     assert throttle("a", "A") is None
     assert throttle("b", "B") == "B"  # another problem is not hidden by the first
     now[0] = 6.0
-    assert throttle("a", "A") == "A (1 more like this in the last 5 s)"
+    assert throttle("a", "A") == "A (1 more like this since the last report, 6 s ago)"
+    now[0] = 70.0  # held-back counts say how old they may be, however long the quiet was
+    assert throttle("a", "A") == "A"
+    now[0] = 71.0
+    assert throttle("a", "A") is None
+    now[0] = 130.0
+    assert throttle("a", "A") == "A (1 more like this since the last report, 60 s ago)"
 
 
 class _Recorder:
@@ -546,7 +552,9 @@ def fake_ros(monkeypatch: pytest.MonkeyPatch):
             module(package)
             module(f"{package}.msg")
         msg = sys.modules[f"{package}.msg"]
-        setattr(msg, name, typename)  # the "class" is its type name, so tests can check it
+        # the "class" is its type name, so tests can check it; monkeypatch restores the real class where ROS is
+        # installed (a later launch test would otherwise meet a str where a message class belongs)
+        monkeypatch.setattr(msg, name, typename, raising=False)
     monkeypatch.delitem(sys.modules, "panopticdepth_ros.node", raising=False)
     node_module = importlib.import_module("panopticdepth_ros.node")
     yield SimpleNamespace(node=node_module, logs=logs, executor=Executor)
