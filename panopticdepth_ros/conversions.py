@@ -277,6 +277,15 @@ def camera_info_to_K(msg, image_size: tuple[int, int] | None = None, source: str
     return scale_intrinsics(matrix, geometry.size, image_size)
 
 
+def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resample of an (h, w, ...) array to ``size`` = (H, W), pixel centres aligned (no new
+    values: labels and depth stay exact)."""
+    height, width = size
+    rows = np.minimum(((np.arange(height) + 0.5) * array.shape[0] / height).astype(np.intp), array.shape[0] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * array.shape[1] / width).astype(np.intp), array.shape[1] - 1)
+    return array[rows[:, None], cols[None, :]]
+
+
 def stamp_seconds(header) -> float:
     """The header stamp in seconds (for latency); NaN when unreadable."""
     try:

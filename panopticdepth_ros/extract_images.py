@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conversions import FrameError
+from .conversions import FrameError, resize_nearest
 
 #: numeric image encodings -> (numpy dtype, channels)
 _NUMERIC_ENCODINGS = {
@@ -33,14 +33,6 @@ def image_array(msg, what: str, encodings: tuple[str, ...] | None = None) -> np.
     rows = np.ascontiguousarray(data.reshape(height, step)[:, :row_bytes])
     array = rows.view(dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="), copy=False)
     return array[:, :, 0] if channels == 1 else array
-
-
-def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resample of an (h, w) map to ``size`` = (H, W) (pixel centres aligned)."""
-    height, width = size
-    rows = np.minimum(((np.arange(height) + 0.5) * array.shape[0] / height).astype(np.int64), array.shape[0] - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * array.shape[1] / width).astype(np.int64), array.shape[1] - 1)
-    return array[rows[:, None], cols[None, :]]
 
 
 def fit_to_image(array: np.ndarray, size: tuple[int, int], what: str) -> np.ndarray:

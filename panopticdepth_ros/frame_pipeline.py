@@ -22,7 +22,14 @@ from panopticdepth_core.inference.pointcloud import CLOUD_DTYPE, depth_to_cloud,
 from panopticdepth_core.inference.visualize import colorize_panoptic, overlay
 
 from . import messages as m
-from .conversions import FrameError, camera_info_to_K, compressed_msg_to_rgb, image_msg_to_rgb, stamp_seconds
+from .conversions import (
+    FrameError,
+    camera_info_to_K,
+    compressed_msg_to_rgb,
+    image_msg_to_rgb,
+    resize_nearest,
+    stamp_seconds,
+)
 
 #: Output topic suffixes (published as ``~/<suffix>``) and their message types.
 OUTPUT_TYPES: dict[str, str] = {
@@ -190,14 +197,6 @@ def _to_numpy(value) -> np.ndarray | None:
     return np.asarray(value)
 
 
-def _resize_nearest(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize (pixel centres aligned) for when the predictor answers at another size."""
-    height, width = image.shape[:2]
-    rows = np.minimum(((np.arange(size[0]) + 0.5) * height / size[0]).astype(np.intp), height - 1)
-    cols = np.minimum(((np.arange(size[1]) + 0.5) * width / size[1]).astype(np.intp), width - 1)
-    return image[rows[:, None], cols[None, :]]
-
-
 class FramePipeline:
     """Holds the predictor, the settings and the counters; :meth:`process` turns one frame into messages.
 
@@ -336,7 +335,7 @@ class FramePipeline:
         K = None
         if K_image is not None:
             K = K_image if out_size == rgb.shape[:2] else scale_intrinsics(K_image, rgb.shape[:2], out_size)
-        image_rgb = rgb if out_size == rgb.shape[:2] else _resize_nearest(rgb, out_size)
+        image_rgb = rgb if out_size == rgb.shape[:2] else resize_nearest(rgb, out_size)
         colors = None
         needs_cloud_colors = "points" in wanted and settings.cloud_color != "image"
         if "overlay" in wanted or needs_cloud_colors:
