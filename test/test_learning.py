@@ -1,15 +1,11 @@
 """Learning test (issue: training; slow, run with `pytest -m slow`): the network learns the task from scratch.
 
 train.py trains config/synthetic/PanopticDepth-R18-synthetic-ci.yaml on freshly rendered synthetic street scenes
-on the CPU, then the run's final evaluation scores held-out scenes (DATASETS.SYNTHETIC.VAL_SEED: scene seeds
-never used in training) through the Predictor and the DPS evaluator, like a user's run. Designed for ~8-10 minutes
-on 2 CPU cores; the time is printed, not asserted.
-
-The issue asks for DPQ >= 0.30 and AbsRel <= 0.25. Measured with this config on a 2-core machine (shared with
-another training run): 2400 iterations in 612 s, held-out PQ 13.5, DPQ 10.5 (%), AbsRel 0.235 (a ResNet-18 from
-scratch sees 4800 images in that time). The DPQ bar is not reachable in this budget yet, so the test asserts
-the floors below, which a network that does not learn misses by far (an untrained one scores DPQ ~0, AbsRel ~1)
-and which leave room for run-to-run differences across machines and thread counts.
+(the "basic" profile: road, sidewalk, building, vegetation, sky and cars) on the CPU, then the
+run's final evaluation scores held-out scenes (DATASETS.SYNTHETIC.VAL_SEED: scene seeds never used in training)
+through the Predictor and the DPS evaluator, like a user's run. The issue's bar: DPQ >= 30 % and AbsRel <= 0.25
+within 8 minutes on 2 CPU cores (measured: ~7 minutes); the time is printed, not asserted (a benchmark's job),
+the scores are asserted against raised floors. Measured values: the constants' comments and docs/training.md.
 """
 
 from __future__ import annotations
@@ -25,14 +21,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config/synthetic/PanopticDepth-R18-synthetic-ci.yaml"
-MIN_DPQ = 7.0  # % (the evaluator reports PQ-type metrics in %); the issue's bar is 30
-MAX_ABS_REL = 0.28  # the issue's bar is 0.25
+# The issue's bar is DPQ >= 30 (%, as the evaluator reports PQ-type metrics) and AbsRel <= 0.25; raised here.
+# Measured with this config (2700 steps, 100 held-out scenes): 2 threads 425 s, PQ 67.3, DPQ 51.9, AbsRel 0.176;
+# 1 thread (other float order) PQ 67.7, DPQ 53.0, AbsRel 0.172; SEED 1: PQ 69.4, DPQ 54.5, AbsRel 0.171.
+# The floors keep ~2.5x that spread below the worst run; an untrained network scores DPQ ~0, AbsRel ~1.
+MIN_DPQ = 45.0
+MAX_ABS_REL = 0.21
 
 
 @pytest.mark.slow
 def test_learns_panoptic_depth_from_scratch_on_cpu(tmp_path: Path) -> None:
-    # one intra-op thread per spare core, one core left to the data worker that renders the scenes
-    threads = max(1, min(4, (os.cpu_count() or 2) - 1))
+    # every core for torch's intra-op threads: the data worker renders a 128x256 scene in ~30 ms and needs about a
+    # third of a core (on 2 cores: 12 images/s with 2 threads, 10.5 with 1 thread and a core left to the worker)
+    threads = max(1, min(4, os.cpu_count() or 2))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
     command = [sys.executable, str(REPO / "training/train.py"), "--config-file", str(CONFIG),
                "OUTPUT_DIR", str(tmp_path)]

@@ -58,7 +58,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="fixed focal length fx = fy in pixels (default: horizontal FOV drawn from 60-90 deg)")
     parser.add_argument("--profile", default="streets", choices=("streets", "basic"),
                         help="what scenes may contain: streets = all 18 classes the generator draws (default); basic = "
-                             "road, sidewalk, building, vegetation, terrain, sky, cars and people up to 40 m")
+                             "road, sidewalk, building, vegetation, sky and cars up to 30 m (the CPU learning test)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     bag = parser.add_argument_group("sample rosbag2 (see docs/bag_extraction.md)")
     bag.add_argument("--bag", default=None, metavar="PATH",

@@ -144,7 +144,7 @@ _C.DATASETS.SYNTHETIC.VAL_SEED = 1_000_000
 # image is only learnable for a known camera, so training configs fix it (as a robot's camera is fixed).
 _C.DATASETS.SYNTHETIC.FOCAL = 0.0
 # What the scenes may contain (data/synthetic_profiles.py): "streets" (all 18 classes the generator draws) or
-# "basic" (road, sidewalk, building, vegetation, terrain, sky, cars and people up to 40 m; the CPU learning test).
+# "basic" (road, sidewalk, building, vegetation, sky and cars up to 30 m; the CPU learning test).
 _C.DATASETS.SYNTHETIC.PROFILE = "streets"
 
 _C.DATALOADER = CfgNode()

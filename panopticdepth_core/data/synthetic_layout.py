@@ -76,13 +76,18 @@ def sample_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | N
     asphalt = float(rng.uniform(0.26, 0.46))
     b.add(KIND_HPLANE, (x_mid, road_cy, 0.0, x_half, half), ROAD, Material.ROAD,
           b.jitter((asphalt, asphalt, asphalt * 1.04), 0.025))
-    b.add(KIND_HPLANE, (x_mid + 30.0, 0.0, -0.02, x_half + 40.0, 250.0), TERRAIN, Material.TERRAIN,
-          b.jitter((0.36, 0.46, 0.20), 0.1), b.jitter((0.45, 0.38, 0.28), 0.1))
+    ground = (b.jitter((0.36, 0.46, 0.20), 0.1), b.jitter((0.45, 0.38, 0.28), 0.1))
+    if profile.terrain:
+        b.add(KIND_HPLANE, (x_mid + 30.0, 0.0, -0.02, x_half + 40.0, 250.0), TERRAIN, Material.TERRAIN, *ground)
+    else:  # paved open ground, drawn like the sidewalks
+        b.add(KIND_HPLANE, (x_mid + 30.0, 0.0, -0.02, x_half + 40.0, 250.0), SIDEWALK, Material.SIDEWALK,
+              b.jitter((0.62, 0.60, 0.58), 0.08), b.jitter((0.72, 0.71, 0.69), 0.05), tex=(0.45, 0.0))
 
     sides = []
     for side in (1.0, -1.0):
         edge = road_cy + side * half  # road edge (signed y)
         strip = float(rng.uniform(0.8, 2.0)) if rng.random() < 0.3 else 0.0
+        strip = strip if profile.terrain else 0.0
         walk = float(rng.uniform(1.5, 5.0))
         sides.append((side, edge, strip, walk))
         inner = abs(edge)
@@ -103,7 +108,7 @@ def sample_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | N
                   VEGETATION if rng.random() < 0.6 else BUILDING)
 
     for side, edge, strip, walk in sides:
-        park = rng.random() < 0.15
+        park = rng.random() < 0.15 and profile.terrain
         facade = abs(edge) + strip + walk
         if not park:
             _building_row(b, side, facade, x_far, profile.barriers)
