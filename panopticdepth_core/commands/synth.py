@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from ..data.synthetic_profiles import PROFILES
 from .argtypes import non_negative_int, positive_int
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -56,7 +57,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", default=1, type=positive_int, help="processes rendering in parallel")
     parser.add_argument("--focal", default=None, type=_positive_float, metavar="PIXELS",
                         help="fixed focal length fx = fy in pixels (default: horizontal FOV drawn from 60-90 deg)")
-    parser.add_argument("--profile", default="streets", choices=("streets", "basic"),
+    parser.add_argument("--profile", default="streets", choices=tuple(PROFILES),
                         help="what scenes may contain: streets = all 18 classes the generator draws (default); basic = "
                              "road, sidewalk, building, vegetation, sky and cars up to 30 m (the CPU learning test)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

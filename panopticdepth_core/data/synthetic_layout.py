@@ -76,18 +76,17 @@ def sample_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | N
     asphalt = float(rng.uniform(0.26, 0.46))
     b.add(KIND_HPLANE, (x_mid, road_cy, 0.0, x_half, half), ROAD, Material.ROAD,
           b.jitter((asphalt, asphalt, asphalt * 1.04), 0.025))
-    ground = (b.jitter((0.36, 0.46, 0.20), 0.1), b.jitter((0.45, 0.38, 0.28), 0.1))
-    if profile.terrain:
-        b.add(KIND_HPLANE, (x_mid + 30.0, 0.0, -0.02, x_half + 40.0, 250.0), TERRAIN, Material.TERRAIN, *ground)
-    else:  # paved open ground, drawn like the sidewalks
-        b.add(KIND_HPLANE, (x_mid + 30.0, 0.0, -0.02, x_half + 40.0, 250.0), SIDEWALK, Material.SIDEWALK,
-              b.jitter((0.62, 0.60, 0.58), 0.08), b.jitter((0.72, 0.71, 0.69), 0.05), tex=(0.45, 0.0))
+    ground = (TERRAIN, Material.TERRAIN, b.jitter((0.36, 0.46, 0.20), 0.1), b.jitter((0.45, 0.38, 0.28), 0.1), (0, 0))
+    if not profile.terrain:  # paved open ground, drawn like the sidewalks (grass colours still drawn: same stream)
+        ground = (SIDEWALK, Material.SIDEWALK, b.jitter((0.62, 0.60, 0.58), 0.08), b.jitter((0.72, 0.71, 0.69), 0.05),
+                  (0.45, 0.0))
+    b.add(KIND_HPLANE, (x_mid + 30.0, 0.0, -0.02, x_half + 40.0, 250.0), *ground)
 
     sides = []
     for side in (1.0, -1.0):
         edge = road_cy + side * half  # road edge (signed y)
         strip = float(rng.uniform(0.8, 2.0)) if rng.random() < 0.3 else 0.0
-        strip = strip if profile.terrain else 0.0
+        strip = strip if profile.terrain else 0.0  # drawn in every profile: the same stream
         walk = float(rng.uniform(1.5, 5.0))
         sides.append((side, edge, strip, walk))
         inner = abs(edge)

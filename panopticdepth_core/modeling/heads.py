@@ -17,26 +17,42 @@ from .layers import append_coords, make_tower, normal_fill
 
 
 class _Tower(nn.Module):
-    """CoordConv (optional) + conv tower; the released ``SingleHead``."""
+    """CoordConv (optional) + conv tower; the released ``SingleHead``.
 
-    def __init__(self, in_channels: int, channels: int, num_convs: int, deform: bool, coord: bool, norm: str,
-                 norm_key: str) -> None:
+    ``key`` names the head's config section under MODEL (CONVS_DIM, NUM_CONVS, DEFORM, COORD, NORM are read there).
+    """
+
+    def __init__(self, cfg: CfgNode, key: str, in_channels: int) -> None:
         super().__init__()
-        self.coord = coord
-        self.tower = make_tower(in_channels + (2 if coord else 0), channels, num_convs, deform, norm, norm_key)
-        self.channels = channels if num_convs > 0 else in_channels + (2 if coord else 0)
+        section = cfg.MODEL[key]
+        self.coord = section.COORD
+        in_channels += 2 if section.COORD else 0
+        self.tower = make_tower(in_channels, section.CONVS_DIM, section.NUM_CONVS, section.DEFORM, section.NORM,
+                                f"MODEL.{key}.NORM")
+        self.channels = section.CONVS_DIM if section.NUM_CONVS > 0 else in_channels
 
     def features(self, x: Tensor) -> Tensor:
         return self.tower(append_coords(x) if self.coord else x)
+
+
+class _OutputTower(_Tower):
+    """A tower and one output conv with the released initialisation."""
+
+    def __init__(self, cfg: CfgNode, key: str, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+        super().__init__(cfg, key, in_channels)
+        self.out_conv = nn.Conv2d(self.channels, out_channels, kernel_size, padding=kernel_size // 2)
+        normal_fill(self.out_conv)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out_conv(self.features(x))
 
 
 class PositionHead(_Tower):
     """Per level: thing-centre logits (B, T, h, w) and stuff-region logits over all classes (B, S, h, w)."""
 
     def __init__(self, cfg: CfgNode) -> None:
+        super().__init__(cfg, "POSITION_HEAD", cfg.MODEL.FPN.OUT_CHANNELS)
         p = cfg.MODEL.POSITION_HEAD
-        super().__init__(cfg.MODEL.FPN.OUT_CHANNELS, p.CONVS_DIM, p.NUM_CONVS, p.DEFORM, p.COORD, p.NORM,
-                         "MODEL.POSITION_HEAD.NORM")
         self.out_inst = nn.Conv2d(self.channels, p.THING.NUM_CLASSES, 3, padding=1)
         self.out_sem = nn.Conv2d(self.channels, p.STUFF.NUM_CLASSES, 3, padding=1)
         # The released code gives both outputs the focal-loss prior bias.
@@ -48,58 +64,36 @@ class PositionHead(_Tower):
         return self.out_inst(x), self.out_sem(x)
 
 
-class KernelHead(_Tower):
+class KernelHead(_OutputTower):
     """Per level: kernel features (B, C_kernel, h, w), C_kernel = KERNEL_HEAD.CONVS_DIM."""
 
     def __init__(self, cfg: CfgNode) -> None:
-        k = cfg.MODEL.KERNEL_HEAD
-        super().__init__(cfg.MODEL.FPN.OUT_CHANNELS, k.CONVS_DIM, k.NUM_CONVS, k.DEFORM, k.COORD, k.NORM,
-                         "MODEL.KERNEL_HEAD.NORM")
-        self.out_conv = nn.Conv2d(self.channels, k.CONVS_DIM, 3, padding=1)
-        normal_fill(self.out_conv)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out_conv(self.features(x))
+        super().__init__(cfg, "KERNEL_HEAD", cfg.MODEL.FPN.OUT_CHANNELS, cfg.MODEL.KERNEL_HEAD.CONVS_DIM)
 
 
-class DepthKernelHead(_Tower):
+class DepthKernelHead(_OutputTower):
     """Per level: depth-kernel parameters (B, 2 + Kd, h, w) = [mean logit, range logit, Kd weights]."""
 
     def __init__(self, cfg: CfgNode) -> None:
-        d = cfg.MODEL.DEPTH_HEAD
-        super().__init__(cfg.MODEL.FPN.OUT_CHANNELS, d.CONVS_DIM, d.NUM_CONVS, d.DEFORM, d.COORD, d.NORM,
-                         "MODEL.DEPTH_HEAD.NORM")
-        self.out_conv = nn.Conv2d(self.channels, 2 + d.DEPTH_KERNEL_DIM, 3, padding=1)
-        normal_fill(self.out_conv)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out_conv(self.features(x))
+        super().__init__(cfg, "DEPTH_HEAD", cfg.MODEL.FPN.OUT_CHANNELS, 2 + cfg.MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM)
 
 
 class FeatureEncoder(_Tower):
     """Stride-4 mask embedding (B, E, h4, w4) from the semantic-FPN feature; E = FEATURE_ENCODER.CONVS_DIM."""
 
     def __init__(self, cfg: CfgNode) -> None:
-        f = cfg.MODEL.FEATURE_ENCODER
-        super().__init__(cfg.MODEL.SEMANTIC_FPN.CONVS_DIM, f.CONVS_DIM, f.NUM_CONVS, f.DEFORM, f.COORD, f.NORM,
-                         "MODEL.FEATURE_ENCODER.NORM")
+        super().__init__(cfg, "FEATURE_ENCODER", cfg.MODEL.SEMANTIC_FPN.CONVS_DIM)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)
 
 
-class DepthFeatureEncoder(_Tower):
+class DepthFeatureEncoder(_OutputTower):
     """Stride-4 depth embedding (B, Kd, h4, w4): a FeatureEncoder-shaped tower and a 1x1 conv to Kd channels."""
 
     def __init__(self, cfg: CfgNode) -> None:
-        f = cfg.MODEL.FEATURE_ENCODER
-        super().__init__(cfg.MODEL.SEMANTIC_FPN.CONVS_DIM, f.CONVS_DIM, f.NUM_CONVS, f.DEFORM, f.COORD, f.NORM,
-                         "MODEL.FEATURE_ENCODER.NORM")
-        self.out_conv = nn.Conv2d(self.channels, cfg.MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM, 1)
-        normal_fill(self.out_conv)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out_conv(self.features(x))
+        super().__init__(cfg, "FEATURE_ENCODER", cfg.MODEL.SEMANTIC_FPN.CONVS_DIM,
+                         cfg.MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM, kernel_size=1)
 
 
 class KernelProjection(nn.Module):

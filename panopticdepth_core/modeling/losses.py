@@ -390,10 +390,13 @@ def compute_losses(
     else:
         loss_stuff = _zero_like_graph(stuff_logits)
 
-    depth_parts = _depth_losses(head, targets, _depth_selection(levels, cat), params) if use_depth else None
+    pixel_sums = instance_sum = None
+    depth_image_num = 0
+    if use_depth:
+        pixel_sums, instance_sum, depth_image_num = _depth_losses(head, targets, _depth_selection(levels, cat), params)
     # counts of the whole batch over all processes (DDP then trains as one process would; see cross_process)
     things, stuff, images, depth_images = global_counts(
-        [thing_gt_num, stuff_gt_num, batch, depth_parts[2] if depth_parts else 0], embedding.device
+        [thing_gt_num, stuff_gt_num, batch, depth_image_num], embedding.device
     )
     losses = {
         "loss_pos_th": params.weight_pos_thing * normalized(sum(lv.pos_thing for lv in levels), things),
@@ -401,8 +404,7 @@ def compute_losses(
         "loss_seg_th": params.weight_segment * normalized(loss_thing, things),
         "loss_seg_st": params.weight_segment * normalized(loss_stuff, stuff),
     }
-    if depth_parts is not None:
-        pixel_sums, instance_sum, _ = depth_parts
+    if use_depth:
         losses["loss_depth"] = params.depth_factor * pooled(pixel_sums, depth_error_from_sums)
         losses["loss_depth_ins"] = params.depth_factor * params.depth_factor_ins * normalized(instance_sum,
                                                                                               depth_images)
