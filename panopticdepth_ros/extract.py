@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from panopticdepth_core.data.classes import IGNORE_LABEL
-from panopticdepth_core.data.dps_writer import LABEL_DIVISOR, frame_prefix, write_dps_frame
+from panopticdepth_core.data.classes import LABEL_DIVISOR, VOID_CLASS
+from panopticdepth_core.data.dps_writer import frame_prefix, write_dps_frame
 from panopticdepth_core.data.sample import Sample
 
 from .conversions import FrameError, camera_info_to_K, compressed_msg_to_rgb, image_msg_to_rgb
@@ -407,7 +407,7 @@ class _Extractor:
                 ids = image_array(self._decode("instance", raw["instance"]), "instance image", LABEL_ENCODINGS)
                 where = f"{self.opts.semantic_topic} ({where})"
             else:
-                unlabelled = np.full(size, IGNORE_LABEL, np.int32)
+                unlabelled = np.full(size, VOID_CLASS, np.int32)
                 return unlabelled, np.zeros(size, np.int32), {"unlabelled": True}
             classes = fit_to_image(np.asarray(classes), size, "label image")
             ids = fit_to_image(np.asarray(ids), size, "instance image")

@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from panopticdepth_core.data.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES, THING_IDS
-from panopticdepth_core.data.dps_writer import LABEL_DIVISOR
+from panopticdepth_core.data.classes import CLASS_NAMES, LABEL_DIVISOR, NUM_CLASSES, THING_IDS, VOID_CLASS
 
 from .extract_errors import ExtractError
 from .extract_images import image_array
@@ -31,7 +30,7 @@ class ClassMap:
 
     @classmethod
     def identity(cls) -> ClassMap:
-        return cls({i: i for i in range(NUM_CLASSES)} | {IGNORE_LABEL: IGNORE_LABEL})
+        return cls({i: i for i in range(NUM_CLASSES)} | {VOID_CLASS: VOID_CLASS})
 
     def apply(self, ids: np.ndarray, where: str) -> np.ndarray:
         """Map an id array; negative ids are void. Unknown ids raise ExtractError (unless a default is set)."""
@@ -41,7 +40,7 @@ class ClassMap:
         unknown = []
         for i, value in enumerate(values.tolist()):
             if value < 0:
-                mapped[i] = IGNORE_LABEL
+                mapped[i] = VOID_CLASS
             elif value in self.mapping:
                 mapped[i] = self.mapping[value]
             elif self.default is not None:
@@ -59,7 +58,7 @@ def _target_id(value: Any, where: str) -> int:
     if isinstance(value, str):
         name = value.strip().lower()
         if name in ("void", "ignore", "unlabeled", "unlabelled"):
-            return IGNORE_LABEL
+            return VOID_CLASS
         if name in CLASS_NAMES:
             return CLASS_NAMES.index(name)
         raise ExtractError(f"{where}: unknown class name {value!r}; expected one of {', '.join(CLASS_NAMES)} or void")

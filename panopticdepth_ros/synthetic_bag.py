@@ -42,6 +42,7 @@ import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from panopticdepth_core.data.classes import LABEL_DIVISOR, VOID_CLASS, VOID_PANOPTIC_ID
 from panopticdepth_core.data.sample import Sample
 from panopticdepth_core.data.synthetic import render_scene, scene_seed
 
@@ -304,7 +305,8 @@ def write_synthetic_bag(
                 write("semantic", semantic_image(store, header, sample.semantic), IMAGE, frame.stamp_ns)
                 write("instance", instance_image(store, header, sample.instance), IMAGE, frame.stamp_ns)
             if with_panoptic:
-                panoptic = np.where(sample.semantic == 255, -1, sample.semantic * 1000 + sample.instance)
+                panoptic = np.where(sample.semantic == VOID_CLASS, VOID_PANOPTIC_ID,
+                                    sample.semantic * LABEL_DIVISOR + sample.instance)
                 write("panoptic", panoptic_image(store, header, panoptic), IMAGE, frame.stamp_ns)
             if with_lidar:
                 if lidar_tf == "dynamic":

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .classes import IGNORE_LABEL
+from .classes import VOID_CLASS
 from .example import TrainBatch, TrainExample, collate_examples
 from .image_io import DataError
 from .sample import Sample
@@ -115,7 +115,7 @@ class TransformedDataset(Dataset):
         if self.filter_empty:
             rng = np.random.default_rng([0 if seed is None else seed, index])
             tries = 0
-            while not bool((sample.semantic != IGNORE_LABEL).any()):
+            while not bool((sample.semantic != VOID_CLASS).any()):
                 tries += 1
                 if tries > MAX_EMPTY_RESAMPLES:
                     raise DataError(f"data set {self.name!r}: {MAX_EMPTY_RESAMPLES} frames in a row had no labelled "
@@ -134,7 +134,7 @@ class TransformedDataset(Dataset):
         return sample
 
 
-_EMPTY = Sample(image=np.zeros((1, 1, 3), np.uint8), semantic=np.full((1, 1), IGNORE_LABEL, np.int32),
+_EMPTY = Sample(image=np.zeros((1, 1, 3), np.uint8), semantic=np.full((1, 1), VOID_CLASS, np.int32),
                 instance=np.zeros((1, 1), np.int32), name="<empty>")
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .classes import NUM_CLASSES, THING_IDS
+from .classes import LABEL_DIVISOR, NUM_CLASSES, THING_IDS, VOID_CLASS
 from .image_io import DataError, image_size, read_png_header, read_rgb, read_uint16
 from .sample import Sample
 
@@ -33,7 +33,6 @@ LABEL_SUFFIX = "_gtFine_instanceTrainIds.png"
 DEPTH_SUFFIX = "_depth.png"
 CAMERA_SUFFIX = "_camera.json"
 FOLDER_CAMERA_FILE = "camera.json"
-LABEL_DIVISOR = 1000
 DEPTH_SCALE = 256.0  # PNG value = metres * 256
 VOID_TRAIN_ID = 32  # what ViP-DeepLab writes for void pixels (as 32 * 1000)
 _NAME_RE = re.compile(r"^(?P<seq>[^_]+)_(?P<frame>\d+)(?:_.*)?$")
@@ -247,7 +246,7 @@ class CityscapesDPSDataset:
             encoded = read_uint16(files.label, "train_id * 1000 + instance", expected_size=size)
             semantic, instance = decode_instance_train_ids(encoded)
         else:
-            semantic = np.full(size, 255, dtype=np.int32)
+            semantic = np.full(size, VOID_CLASS, dtype=np.int32)
             instance = np.zeros(size, dtype=np.int32)
         depth = None
         if files.depth is not None:

@@ -44,7 +44,15 @@ THING_IDS: tuple[int, ...] = tuple(c.train_id for c in CITYSCAPES_CLASSES if c.i
 STUFF_IDS: tuple[int, ...] = tuple(c.train_id for c in CITYSCAPES_CLASSES if not c.is_thing)
 FIRST_THING_ID = THING_IDS[0]
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CITYSCAPES_CLASSES)
-IGNORE_LABEL = 255
+
+# The label conventions every layer shares (model output, data sets, files, ROS topics): defined here once, in a
+# module without torch, so the ROS per-frame path can use them without importing the network.
+#: Panoptic ids are ``class * LABEL_DIVISOR + instance`` (Cityscapes' convention), so instances stay below 1000.
+LABEL_DIVISOR = 1000
+#: The class id of void pixels: unlabelled in targets (the losses' ignore value), "no class" in predictions.
+VOID_CLASS = 255
+#: The panoptic id of void pixels in the model's output and on ~/panoptic.
+VOID_PANOPTIC_ID = -1
 
 
 def thing_index_to_class(thing_index: int) -> int:

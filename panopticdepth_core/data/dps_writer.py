@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .classes import IGNORE_LABEL, NUM_CLASSES, THING_IDS
+from .classes import LABEL_DIVISOR, NUM_CLASSES, THING_IDS, VOID_CLASS
 from .sample import Sample
 
-LABEL_DIVISOR = 1000
 VOID_VALUE = 32 * LABEL_DIVISOR
 DEPTH_SCALE = 256.0
 MAX_DEPTH_VALUE = 65535
@@ -55,11 +54,11 @@ def encode_instance_train_ids(semantic: np.ndarray, instance: np.ndarray, name: 
     """(H, W) semantic train ids (255 void) + instance ids -> (H, W) uint16 ``train_id * 1000 + instance``."""
     semantic = np.asarray(semantic)
     instance = np.asarray(instance)
-    void = semantic == IGNORE_LABEL
+    void = semantic == VOID_CLASS
     known = (semantic >= 0) & (semantic < NUM_CLASSES)
     if not (void | known).all():
         bad = np.unique(semantic[~(void | known)])[:10].tolist()
-        raise ValueError(f"sample {name!r}: semantic ids must be 0..{NUM_CLASSES - 1} or {IGNORE_LABEL}, found {bad}")
+        raise ValueError(f"sample {name!r}: semantic ids must be 0..{NUM_CLASSES - 1} or {VOID_CLASS}, found {bad}")
     thing = np.isin(semantic, THING_IDS)
     if (instance < 0).any() or (instance >= LABEL_DIVISOR).any():
         raise ValueError(f"sample {name!r}: instance ids must be 0..{LABEL_DIVISOR - 1} to fit train_id * "
@@ -75,7 +74,7 @@ def decode_instance_train_ids(encoded: np.ndarray) -> tuple[np.ndarray, np.ndarr
     encoded = np.asarray(encoded).astype(np.int64)
     semantic = encoded // LABEL_DIVISOR
     void = semantic >= NUM_CLASSES
-    return (np.where(void, IGNORE_LABEL, semantic).astype(np.int32),
+    return (np.where(void, VOID_CLASS, semantic).astype(np.int32),
             np.where(void, 0, encoded % LABEL_DIVISOR).astype(np.int32))
 
 

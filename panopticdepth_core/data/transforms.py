@@ -29,7 +29,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from ..modeling.types import InstanceTarget
-from .classes import IGNORE_LABEL
+from .classes import VOID_CLASS
 from .example import TrainExample
 from .sample import Sample
 
@@ -122,7 +122,7 @@ def pad_frame(frame: _Frame, left: int, top: int, right: int, bottom: int) -> _F
         k[1, 2] += top
     return _Frame(
         image=F.pad(frame.image, padding, fill=IMAGE_PAD_VALUE),
-        semantic=F.pad(frame.semantic, padding, fill=IGNORE_LABEL),
+        semantic=F.pad(frame.semantic, padding, fill=VOID_CLASS),
         instance=F.pad(frame.instance, padding, fill=0),
         depth=None if frame.depth is None else F.pad(frame.depth, padding, fill=0.0),
         intrinsics=k,

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.classes import CITYSCAPES_CLASSES, ClassInfo
+from ..data.classes import CITYSCAPES_CLASSES, LABEL_DIVISOR, VOID_CLASS, ClassInfo
 
-#: Segment code = 1 + class * LABEL_DIVISOR + instance (same divisor as modeling.types.LABEL_DIVISOR); 0 = void.
-LABEL_DIVISOR = 1000
+#: Segment code = 1 + class * LABEL_DIVISOR + instance; 0 = void.
 VOID_CODE = 0
 #: Largest code for which the bincount path is used to compact ids (above it: np.unique, slower but general).
 _BINCOUNT_LIMIT = 1 << 22
@@ -70,7 +69,7 @@ def segment_codes(semantic: np.ndarray, instance: np.ndarray, classes: ClassSet)
         raise ValueError(f"semantic map {semantic.shape} and instance map {instance.shape} differ in shape")
     sem = semantic.astype(np.int64, copy=False)
     inside = (sem >= 0) & (sem < 256)
-    valid = inside & (classes.slot[np.where(inside, sem, 255)] >= 0)
+    valid = inside & (classes.slot[np.where(inside, sem, VOID_CLASS)] >= 0)
     inst = instance.astype(np.int64, copy=False)
     if valid.any():
         inst_valid = np.where(valid, inst, 0)
@@ -84,7 +83,7 @@ def ids_to_codes(panoptic_ids: np.ndarray, classes: ClassSet) -> np.ndarray:
     """Combined ids (class * 1000 + instance; negative = void) -> segment codes."""
     ids = np.asarray(panoptic_ids).astype(np.int64, copy=False)
     void = ids < 0
-    semantic = np.where(void, 255, ids // LABEL_DIVISOR)
+    semantic = np.where(void, VOID_CLASS, ids // LABEL_DIVISOR)
     instance = np.where(void, 0, ids % LABEL_DIVISOR)
     return segment_codes(semantic, instance, classes)
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..data.classes import LABEL_DIVISOR, VOID_CLASS
+
 PANOPTIC_SUFFIX = "_panoptic.png"
 DEPTH_SUFFIX = "_depth.png"
 GT_PANOPTIC_SUFFIX = "_gtFine_instanceTrainIds.png"
@@ -37,9 +39,7 @@ OVERLAY_SUFFIX = "_overlay.png"
 DEPTH_COLOR_SUFFIX = "_depth_color.png"
 #: Class written for void prediction pixels (see module docstring); must not be an evaluated class.
 PRED_VOID_CLASS = 19
-VOID_CLASS = 255
 DEPTH_SCALE = 256.0
-GT_LABEL_DIVISOR = 1000
 _KNOWN_SUFFIXES = (IMAGE_SUFFIX, "_gtFine_instanceTrainIds", "_panoptic", "_depth")
 _SEQUENCE_PATTERN = re.compile(r"^(\d+)_(\d+)_")
 
@@ -153,7 +153,7 @@ def write_prediction(out_dir: str | Path, name: str, semantic: np.ndarray, insta
         write_png(paths.depth, encode_depth(depth))
     if image is not None:
         paths.overlay = out_dir / VIS_DIR / f"{stem}{OVERLAY_SUFFIX}"
-        labels = np.asarray(semantic).astype(np.int64) * 1000 + np.asarray(instance)
+        labels = np.asarray(semantic).astype(np.int64) * LABEL_DIVISOR + np.asarray(instance)
         write_png(paths.overlay, overlay(np.asarray(image), colorize_panoptic(semantic, instance), labels=labels))
         if depth is not None:
             paths.depth_color = out_dir / VIS_DIR / f"{stem}{DEPTH_COLOR_SUFFIX}"
@@ -174,10 +174,10 @@ def decode_ground_truth(ids: np.ndarray, num_classes: int = 19) -> tuple[np.ndar
     ids = np.asarray(ids).astype(np.int64)
     if ids.ndim != 2:
         raise ValueError(f"a ground-truth id map must be single-channel, got shape {ids.shape}")
-    cls = ids // GT_LABEL_DIVISOR
+    cls = ids // LABEL_DIVISOR
     void = (ids < 0) | (cls >= num_classes)
     semantic = np.where(void, VOID_CLASS, cls).astype(np.int32)
-    instance = np.where(void, 0, ids % GT_LABEL_DIVISOR).astype(np.int32)
+    instance = np.where(void, 0, ids % LABEL_DIVISOR).astype(np.int32)
     return semantic, instance
 
 

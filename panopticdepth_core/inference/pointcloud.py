@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..modeling.types import LABEL_DIVISOR, VOID_CLASS
+from ..data.classes import LABEL_DIVISOR, VOID_CLASS
 
 CLOUD_FIELDS: tuple[tuple[str, str], ...] = (
     ("x", "<f4"),

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..data.classes import CITYSCAPES_CLASSES, ClassInfo
+from ..data.classes import CITYSCAPES_CLASSES, LABEL_DIVISOR, ClassInfo
 
 #: Largest per-channel change of a thing instance's colour from its class colour.
 INSTANCE_JITTER = 48
@@ -81,7 +81,7 @@ def _colors_for(semantic: np.ndarray, instance: np.ndarray, colors: np.ndarray, 
     jittered = is_thing[semantic] & (instance > 0)
     if jittered.any():
         thing_class = semantic[jittered]
-        bits = _hash32(thing_class * 1000 + instance[jittered])  # (J,)
+        bits = _hash32(thing_class * LABEL_DIVISOR + instance[jittered])  # (J,)
         shifted = colors[thing_class].astype(np.int16)  # (J, 3)
         for channel in range(3):
             offset = ((bits >> np.uint64(8 * channel)) & np.uint64(0xFF)).astype(np.int16)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..data.classes import LABEL_DIVISOR, VOID_CLASS, VOID_PANOPTIC_ID  # noqa: F401 - re-exported
+
 #: Maps kernels (..., C_kernel) to the mask-embedding space (..., E); the thing and stuff generators' 1x1 convs.
 KernelProjection = Callable[[Tensor], Tensor]
 
@@ -88,11 +90,6 @@ class PanopticResult:
     instance: Tensor  # (H, W) int32: instance id (1..N) for things, 0 elsewhere
     depth: Tensor | None  # (H, W) float32 metres in [0, MAX_DEPTH]; None for panoptic-only models
     segments: list[Segment] = field(default_factory=list)
-
-
-LABEL_DIVISOR = 1000
-VOID_CLASS = 255
-VOID_PANOPTIC_ID = -1
 
 
 def empty_result(height: int, width: int, with_depth: bool, device: torch.device | str = "cpu") -> PanopticResult:
