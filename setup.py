@@ -12,8 +12,10 @@ setup(
     description="PanopticDepth: depth-aware panoptic segmentation in pure PyTorch, with a ROS 2 node",
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
+    # training/ holds scripts (train.py, data preparation, weight export), not a package: nothing named
+    # `training` lands in site-packages.
     packages=find_packages(include=["panopticdepth_core", "panopticdepth_core.*", "panopticdepth_ros",
-                                    "panopticdepth_ros.*", "training", "training.*"]),
+                                    "panopticdepth_ros.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
@@ -43,7 +45,7 @@ setup(
     zip_safe=True,
     entry_points={
         "console_scripts": [
-            "panopticdepth = panopticdepth_core.cli:main",
+            "panopticdepth = panopticdepth_ros.cli:main",
             "panopticdepth_node = panopticdepth_ros.node:main",
         ],
     },

@@ -16,7 +16,7 @@ from panopticdepth_core.checkpoint.convert import (
     target_state_dict,
 )
 from panopticdepth_core.checkpoint.io import checkpoint_config, load_model_weights
-from panopticdepth_core.cli import main
+from panopticdepth_ros.cli import main
 from panopticdepth_core.config import load_config
 from panopticdepth_core.modeling.build import build_model
 

@@ -1,7 +1,7 @@
 """Distributed training on the CPU (issue: training): 2 gloo processes stay in sync and equal 1-process training.
 
 Two worker processes are started the way ``train.py --num-gpus 2`` starts them on a machine without CUDA
-(``training.distributed.launch``: gloo), each runs the real ``Trainer`` for three steps and dumps its weights.
+(``panopticdepth_core.engine.distributed.launch``: gloo), each runs the real ``Trainer`` for three steps and dumps its weights.
 
 Exact equality with one process holding the whole batch needs two things the test sets up on purpose:
 - no batch-dependent normalisation: FrozenBN in the backbone, GroupNorm in the heads (BN statistics of one image
@@ -52,9 +52,9 @@ def _overrides(data: Path, out: Path, depth_on: bool) -> list[str]:
 
 def train_and_dump(args: argparse.Namespace, dump_dir: str) -> None:
     """A worker's main function: train like train.py does, then write this rank's weights."""
-    from training.distributed import get_rank
-    from training.loop import Trainer
-    from training.train import seed_everything, setup_config
+    from panopticdepth_core.engine.distributed import get_rank
+    from panopticdepth_core.engine.trainer import Trainer
+    from panopticdepth_core.engine.job import seed_everything, setup_config
 
     torch.set_num_threads(1)
     cfg = setup_config(args)
@@ -87,8 +87,8 @@ def _max_difference(a: dict, b: dict) -> tuple[float, str]:
 @pytest.mark.parametrize(("depth_on", "tolerance"), [(False, 1e-3), (True, 1e-3)], ids=["panoptic", "dps"])
 def test_two_gloo_processes_match_single_process_training(tmp_path: Path, depth_on: bool, tolerance: float) -> None:
     from panopticdepth_core.modeling.build import build_model
-    from training.distributed import launch
-    from training.train import seed_everything, setup_config
+    from panopticdepth_core.engine.distributed import launch
+    from panopticdepth_core.engine.job import seed_everything, setup_config
 
     data = tmp_path / "data"
     _two_scenes(data)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from panopticdepth_core.cli import main
+from panopticdepth_ros.cli import main
 from panopticdepth_core.evaluation.result_io import write_prediction
 
 CAR, ROAD, SKY = 13, 0, 10

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tiny_model import TINY_NODE_MODEL, random_model, tiny_cfg
 
-from panopticdepth_core.cli import main as cli_main
+from panopticdepth_ros.cli import main as cli_main
 from panopticdepth_core.data.cityscapes_dps import CityscapesDPSDataset
 from panopticdepth_core.data.dps_writer import decode_depth, decode_instance_train_ids
 from panopticdepth_core.data.image_io import read_rgb, read_uint16
@@ -403,7 +403,7 @@ def test_pseudo_labels_from_a_tiny_model_are_recorded(bag, tmp_path, one_thread)
 
 
 def test_train_runs_on_the_extracted_lidar_data(lidar_split, tmp_path, one_thread) -> None:
-    from training.train import main as train_main
+    from panopticdepth_ros.cli import main as cli_main
 
     config = _tiny_config_file(
         tmp_path / "train.yaml",
@@ -413,7 +413,7 @@ def test_train_runs_on_the_extracted_lidar_data(lidar_split, tmp_path, one_threa
         "INPUT.MAX_SIZE_TRAIN", "128", "INPUT.CROP.ENABLED", "False", "SOLVER.WARMUP_ITERS", "1",
         "OUTPUT_DIR", str(tmp_path / "run"),
     )
-    assert train_main(["--config-file", str(config)]) == 0
+    assert cli_main(["train", "--config-file", str(config)]) == 0
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.json").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [1, 2]
     for record in records:

@@ -78,7 +78,7 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_losses(tmp_path: Path)
 
 def _trainer(out: Path, *extra: str):
     from panopticdepth_core.config import load_config
-    from training.loop import Trainer
+    from panopticdepth_core.engine.trainer import Trainer
 
     torch.manual_seed(0)
     cfg = load_config(CONFIG, ["SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2", "SEED", "1",
@@ -126,8 +126,8 @@ def test_a_non_finite_loss_skips_the_step_and_is_logged(tmp_path: Path, caplog: 
 
 
 def test_repeated_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path: Path) -> None:
-    from training.checkpointer import Checkpointer
-    from training.loop import NonFiniteLossError
+    from panopticdepth_core.engine.checkpointer import Checkpointer
+    from panopticdepth_core.engine.trainer import NonFiniteLossError
 
     torch.set_num_threads(1)
     trainer = _trainer(tmp_path, "SOLVER.MAX_NONFINITE", "1")

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from panopticdepth_core.config import load_config
-from training.checkpointer import Checkpointer, atomic_torch_save
-from training.solver import build_lr_scheduler, build_optimizer, clip_gradients, warmup_poly_factor
+from panopticdepth_core.engine.checkpointer import Checkpointer, atomic_torch_save
+from panopticdepth_core.engine.solver import build_lr_scheduler, build_optimizer, clip_gradients, warmup_poly_factor
 
 
 class _Tiny(nn.Module):

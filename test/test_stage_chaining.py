@@ -39,14 +39,14 @@ TINY = [
 
 
 def test_three_stages_chain_through_model_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from training.train import main
+    from panopticdepth_ros.cli import main
 
     torch.set_num_threads(1)
     weights = ""
     states = []
     for index, config in enumerate(STAGES):
         out = tmp_path / f"stage{index}"
-        assert main(["--config-file", str(REPO / config), *TINY, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", str(out)]) == 0
+        assert main(["train", "--config-file", str(REPO / config), *TINY, "MODEL.WEIGHTS", weights, "OUTPUT_DIR", str(out)]) == 0
         log = capsys.readouterr().err
         if index == 0:
             assert "initialised from" not in log

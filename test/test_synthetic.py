@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from panopticdepth_core.cli import main as cli_main
+from panopticdepth_ros.cli import main as cli_main
 from panopticdepth_core.data.classes import THING_IDS
 from panopticdepth_core.data.dps_writer import (
     VOID_VALUE,

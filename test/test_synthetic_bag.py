@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from panopticdepth_core.cli import main as cli_main
+from panopticdepth_ros.cli import main as cli_main
 from panopticdepth_ros.messages import deserialize, get_store, pointcloud2_to_array
 from panopticdepth_ros.synthetic_bag import (
     BASE_FRAME,

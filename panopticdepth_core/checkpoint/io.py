@@ -173,3 +173,27 @@ def _describe(obj: object) -> str:
         odd = [k for k, v in obj.items() if not isinstance(v, Tensor)][:3]
         return f"a dict with non-tensor entries {odd}"
     return f"a {type(obj).__name__}"
+
+
+#: Storage types of :func:`export_weights`.
+EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def export_weights(source: str | Path, target: str | Path, dtype: str = "fp16",
+                   config: str | Path | None = None) -> Path:
+    """Write ``source``'s model weights to ``target`` (.safetensors) with floating tensors cast to ``dtype``.
+
+    Why: a ResNet-18 PanopticDepth holds ~12 M parameters, 46 MB in float32; float16 halves that with no
+    measurable change of the scores (loading casts back to the model's dtype). Integer buffers (BN batch counters)
+    stay as they are. ``source``: a training checkpoint (``model_*.pth``) or a ``.safetensors`` file; the config
+    stored with the result is ``config`` if given, else the source's.
+    """
+    from ..config import load_config
+
+    if dtype not in EXPORT_DTYPES:
+        raise CheckpointError(f"dtype must be one of {sorted(EXPORT_DTYPES)}, got {dtype!r}")
+    state, _ = read_checkpoint(source)
+    cast = {k: v.to(EXPORT_DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
+    cfg = load_config(config) if config else (checkpoint_config(source) if Path(source).suffix == ".safetensors"
+                                             else None)
+    return save_checkpoint(cast, target, cfg, metadata={"dtype": dtype, "source": Path(source).name})

@@ -19,10 +19,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from panopticdepth_core.checkpoint.io import load_model_weights, save_checkpoint
-from panopticdepth_core.config import CfgNode
-from panopticdepth_core.evaluation.report import flatten
-from panopticdepth_core.modeling.build import build_model
+from ..checkpoint.io import load_model_weights, save_checkpoint
+from ..config import CfgNode
+from ..evaluation.report import flatten
+from ..modeling.build import build_model
 
 from .checkpointer import Checkpointer, rng_state, set_rng_state
 from .distributed import get_rank, get_world_size, is_main_process, synchronize
@@ -185,7 +185,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ the loop
     def train(self) -> dict:
-        from panopticdepth_core.data.build import build_train_loader
+        from ..data.build import build_train_loader
 
         cfg = self.cfg
         max_iter = cfg.SOLVER.MAX_ITER
@@ -241,7 +241,7 @@ class Trainer:
 
     def evaluate(self, iteration: int) -> dict:
         """Score the validation split(s) on rank 0; other ranks wait."""
-        from .evaluate import evaluate_model
+        from .evaluation import evaluate_model
 
         metrics: dict = {}
         if is_main_process():

@@ -11,7 +11,7 @@ import sys
 
 
 def _output_list(text: str) -> list[str]:
-    from panopticdepth_ros.frame_pipeline import OUTPUTS
+    from ..frame_pipeline import OUTPUTS
 
     names = [name.strip().removeprefix("~/") for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in OUTPUTS]
@@ -48,9 +48,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from panopticdepth_ros.bag_tool import BagToolError, run_bag
-    from panopticdepth_ros.loading import ModelLoadError
-    from panopticdepth_ros.params import ParameterError, load_params_file, validate
+    from ..bag_tool import BagToolError, run_bag
+    from ..loading import ModelLoadError
+    from ..params import ParameterError, load_params_file, validate
 
     def fail(message: str) -> int:
         print(f"panopticdepth bag: error: {message}", file=sys.stderr)

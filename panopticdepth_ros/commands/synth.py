@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from ..data.synthetic_profiles import PROFILES
+from panopticdepth_core.data.synthetic_profiles import PROFILES
 from .argtypes import non_negative_int, positive_int
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -73,7 +73,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..data.synthetic import write_synthetic_dataset
+    from panopticdepth_core.data.synthetic import write_synthetic_dataset
 
     if args.out is None and args.bag is None:
         print("panopticdepth synth: error: give --out DIR (a data set folder) and/or --bag PATH (a rosbag2)",
@@ -101,7 +101,7 @@ def _write_bag(args: argparse.Namespace):
     from pathlib import Path
 
     try:
-        from panopticdepth_ros.synthetic_bag import write_synthetic_bag
+        from ..synthetic_bag import write_synthetic_bag
     except ImportError as exc:  # rosbags is a dependency of the ROS layer only
         raise ValueError(f"--bag needs the panopticdepth_ros package and rosbags ({exc})") from exc
     if Path(args.bag).exists():

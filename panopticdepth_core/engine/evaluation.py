@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from panopticdepth_core.config import CfgNode
-from panopticdepth_core.inference.predictor import Predictor
+from ..config import CfgNode
+from ..inference.predictor import Predictor
 
 
 def evaluate_model(
@@ -24,8 +24,8 @@ def evaluate_model(
     num_vis: int = 3,
 ) -> dict:
     """Metrics of ``model`` on a named data set (see data/build.py); a few prediction images to TensorBoard."""
-    from panopticdepth_core.data.build import build_dataset
-    from panopticdepth_core.evaluation.evaluator import DPSEvaluator
+    from ..data.build import build_dataset
+    from ..evaluation.evaluator import DPSEvaluator
 
     was_training = model.training
     device = next(model.parameters()).device
@@ -51,7 +51,7 @@ def evaluate_model(
 
 
 def _log_images(writer, tag: str, image: np.ndarray, pred, cfg: CfgNode, iteration: int) -> None:
-    from panopticdepth_core.inference.visualize import colorize_depth, colorize_panoptic, overlay
+    from ..inference.visualize import colorize_depth, colorize_panoptic, overlay
 
     over = overlay(image, colorize_panoptic(pred.semantic, pred.instance))
     writer.add_image(f"{tag}/panoptic", torch.from_numpy(over).permute(2, 0, 1), iteration)

@@ -55,10 +55,10 @@ def collect_inputs(paths: list[str]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..data.image_io import read_rgb
-    from ..evaluation.result_io import write_prediction
-    from ..inference.model_files import default_model_files
-    from ..inference.predictor import Predictor
+    from panopticdepth_core.data.image_io import read_rgb
+    from panopticdepth_core.evaluation.result_io import write_prediction
+    from panopticdepth_core.inference.model_files import default_model_files
+    from panopticdepth_core.inference.predictor import Predictor
 
     try:
         inputs = collect_inputs(args.input)

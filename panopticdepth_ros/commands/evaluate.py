@@ -27,8 +27,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.evaluator import evaluate_folders
-    from ..evaluation.report import format_report, write_json
+    from panopticdepth_core.evaluation.evaluator import evaluate_folders
+    from panopticdepth_core.evaluation.report import format_report, write_json
 
     def progress(done: int, total: int, stem: str) -> None:
         if sys.stderr.isatty():

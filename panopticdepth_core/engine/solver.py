@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from panopticdepth_core.config import CfgNode
+from ..config import CfgNode
 
 _NORM_TYPES = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm, nn.LayerNorm,

@@ -57,8 +57,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from panopticdepth_ros.extract import ExtractOptions, extract_bag
-        from panopticdepth_ros.extract_errors import ExtractError, NoFramesError
+        from ..extract import ExtractOptions, extract_bag
+        from ..extract_errors import ExtractError, NoFramesError
     except ImportError as exc:  # rosbags is a dependency of the ROS layer only
         print(f"panopticdepth extract: error: needs the panopticdepth_ros package and rosbags ({exc})",
               file=sys.stderr)

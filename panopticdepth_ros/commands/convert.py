@@ -17,9 +17,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint.convert import convert_checkpoint
-    from ..checkpoint.io import CheckpointError
-    from ..config import ConfigError
+    from panopticdepth_core.checkpoint.convert import convert_checkpoint
+    from panopticdepth_core.checkpoint.io import CheckpointError
+    from panopticdepth_core.config import ConfigError
 
     try:
         report = convert_checkpoint(args.input, args.output, args.config)

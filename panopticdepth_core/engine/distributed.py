@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from panopticdepth_core.modeling.cross_process import world_size
+from ..modeling.cross_process import world_size
 
 
 def find_free_port() -> int:

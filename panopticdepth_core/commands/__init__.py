@@ -1,1 +1,0 @@
-"""One module per `panopticdepth` subcommand: each defines `register(subparsers)` and keeps its imports lazy."""
