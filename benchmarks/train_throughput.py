@@ -58,8 +58,8 @@ def _batch(size: tuple[int, int], count: int, device: torch.device) -> tuple[lis
 def run_case(args: dict) -> dict:
     """Time ``iters`` training steps after ``warmup``; images/s and the peak memory of this process/device."""
     from panopticdepth_core.config import load_config
-    from panopticdepth_core.modeling.build import build_model
     from panopticdepth_core.engine.solver import build_optimizer, clip_gradients
+    from panopticdepth_core.modeling.build import build_model
 
     if args["threads"]:
         torch.set_num_threads(args["threads"])

@@ -16,9 +16,9 @@ from panopticdepth_core.checkpoint.convert import (
     target_state_dict,
 )
 from panopticdepth_core.checkpoint.io import checkpoint_config, load_model_weights
-from panopticdepth_ros.cli import main
 from panopticdepth_core.config import load_config
 from panopticdepth_core.modeling.build import build_model
+from panopticdepth_ros.cli import main
 
 # R-18 with BN (like the released SyncBN panoptic model: BN statistics include num_batches_tracked), heads with
 # the released three convs, small widths: FPN / semantic FPN / encoders 32, GN heads 64, Kd 8.

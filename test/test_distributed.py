@@ -53,8 +53,8 @@ def _overrides(data: Path, out: Path, depth_on: bool) -> list[str]:
 def train_and_dump(args: argparse.Namespace, dump_dir: str) -> None:
     """A worker's main function: train like train.py does, then write this rank's weights."""
     from panopticdepth_core.engine.distributed import get_rank
-    from panopticdepth_core.engine.trainer import Trainer
     from panopticdepth_core.engine.job import seed_everything, setup_config
+    from panopticdepth_core.engine.trainer import Trainer
 
     torch.set_num_threads(1)
     cfg = setup_config(args)
@@ -86,9 +86,9 @@ def _max_difference(a: dict, b: dict) -> tuple[float, str]:
 
 @pytest.mark.parametrize(("depth_on", "tolerance"), [(False, 1e-3), (True, 1e-3)], ids=["panoptic", "dps"])
 def test_two_gloo_processes_match_single_process_training(tmp_path: Path, depth_on: bool, tolerance: float) -> None:
-    from panopticdepth_core.modeling.build import build_model
     from panopticdepth_core.engine.distributed import launch
     from panopticdepth_core.engine.job import seed_everything, setup_config
+    from panopticdepth_core.modeling.build import build_model
 
     data = tmp_path / "data"
     _two_scenes(data)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from panopticdepth_ros.cli import main
 from panopticdepth_core.evaluation.result_io import write_prediction
+from panopticdepth_ros.cli import main
 
 CAR, ROAD, SKY = 13, 0, 10
 

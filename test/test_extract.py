@@ -12,10 +12,10 @@ import pytest
 import torch
 from tiny_model import TINY_NODE_MODEL, random_model, tiny_cfg
 
-from panopticdepth_ros.cli import main as cli_main
 from panopticdepth_core.data.cityscapes_dps import CityscapesDPSDataset
 from panopticdepth_core.data.dps_writer import decode_depth, decode_instance_train_ids
 from panopticdepth_core.data.image_io import read_rgb, read_uint16
+from panopticdepth_ros.cli import main as cli_main
 from panopticdepth_ros.extract import ExtractOptions, extract_bag
 from panopticdepth_ros.extract_depth import project_points
 from panopticdepth_ros.extract_errors import ExtractError, NoFramesError

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from panopticdepth_core.config import load_config
+from panopticdepth_core.engine.solver import build_lr_scheduler, build_optimizer
 from panopticdepth_core.evaluation.evaluator import DPSEvaluator
 from panopticdepth_core.inference.predictor import Predictor
 from panopticdepth_core.modeling.build import build_model
 from panopticdepth_core.modeling.types import InstanceTarget
-from panopticdepth_core.engine.solver import build_lr_scheduler, build_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 ITERATIONS = 800

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from tiny_model import write_random_model
 
-from panopticdepth_ros.cli import main
 from panopticdepth_core.config import load_config
 from panopticdepth_core.data.synthetic import write_synthetic_dataset
 from panopticdepth_core.evaluation.result_io import read_prediction
 from panopticdepth_core.inference.predictor import Predictor
+from panopticdepth_ros.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from panopticdepth_ros.cli import main as cli_main
 from panopticdepth_core.data.classes import THING_IDS
 from panopticdepth_core.data.dps_writer import (
     VOID_VALUE,
@@ -24,6 +23,7 @@ from panopticdepth_core.data.sample import Sample
 from panopticdepth_core.data.synthetic import SyntheticDataset, render_scene, scene_seed, write_synthetic_dataset
 from panopticdepth_core.data.synthetic_layout import sample_scene
 from panopticdepth_core.data.synthetic_profiles import PROFILES
+from panopticdepth_ros.cli import main as cli_main
 
 SIZE = (72, 144)
 

@@ -23,7 +23,6 @@ from ..checkpoint.io import load_model_weights, save_checkpoint
 from ..config import CfgNode
 from ..evaluation.report import flatten
 from ..modeling.build import build_model
-
 from .checkpointer import Checkpointer, rng_state, set_rng_state
 from .distributed import get_rank, get_world_size, is_main_process, synchronize
 from .solver import build_lr_scheduler, build_optimizer, clip_gradients

@@ -13,6 +13,7 @@ import argparse
 import re
 
 from panopticdepth_core.data.synthetic_profiles import PROFILES
+
 from .argtypes import non_negative_int, positive_int
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
