@@ -19,10 +19,9 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from panopticdepth_core.commands.synth import parse_size  # noqa: E402
-
 from panopticdepth_core.data.dps_writer import write_dps_frame  # noqa: E402
 from panopticdepth_core.data.synthetic import render_scene, scene_seed  # noqa: E402
+from panopticdepth_ros.commands.synth import parse_size  # noqa: E402
 
 
 def _pin_one_core() -> str:

@@ -95,6 +95,11 @@ def deserialize(data: bytes | memoryview, typename: str, store):
     return store.deserialize_cdr(data, typename)
 
 
+def split_stamp(stamp_ns: int) -> tuple[int, int]:
+    """Nanoseconds since the epoch -> (sec, nanosec) of a builtin_interfaces/Time."""
+    return stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000
+
+
 def make_header(store, stamp_sec: int = 0, stamp_nanosec: int = 0, frame_id: str = ""):
     """A std_msgs/Header."""
     types = store.types

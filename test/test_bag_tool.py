@@ -11,13 +11,14 @@ import pytest
 from rosbags.rosbag2 import Reader
 from tiny_model import TINY_NODE_MODEL, tiny_cfg, write_random_model
 
-from panopticdepth_core import cli
 from panopticdepth_core.inference.predictor import Predictor
+from panopticdepth_ros import cli
 from panopticdepth_ros import messages as m
-from panopticdepth_ros.bag_tool import BagToolError, run_bag
+from panopticdepth_ros.bags.errors import BagError
+from panopticdepth_ros.bags.offline import run_bag
+from panopticdepth_ros.bags.synthetic import CAMERA_INFO_TOPIC, IMAGE_TOPIC, write_synthetic_bag
 from panopticdepth_ros.frame_pipeline import OUTPUT_TYPES, OUTPUTS
 from panopticdepth_ros.params import validate
-from panopticdepth_ros.synthetic_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC, write_synthetic_bag
 
 NUM_FRAMES = 3
 SIZE = (64, 128)
@@ -146,11 +147,11 @@ def test_cli_outputs_params_file_and_topics(model, bags, tmp_path: Path, capsys)
 
 
 def test_missing_and_ambiguous_topics_list_the_bag(model, bags, tmp_path: Path) -> None:
-    with pytest.raises(BagToolError, match=r"/camera/left is not in the bag; its topics: .*/camera/image_raw"):
+    with pytest.raises(BagError, match=r"(?s)/camera/left is not in the bag; its topics:.*/camera/image_raw"):
         run_bag(bags["mcap"], tmp_path / "a", _params(model), image_topic="/camera/left", progress=False)
-    with pytest.raises(BagToolError, match="has type sensor_msgs/msg/CameraInfo; expected"):
+    with pytest.raises(BagError, match="has type sensor_msgs/msg/CameraInfo; expected"):
         run_bag(bags["mcap"], tmp_path / "b", _params(model), image_topic=CAMERA_INFO_TOPIC, progress=False)
-    with pytest.raises(BagToolError, match="camera_info topic /nope is not in the bag"):
+    with pytest.raises(BagError, match="camera_info topic /nope is not in the bag"):
         run_bag(bags["mcap"], tmp_path / "c", _params(model), camera_info_topic="/nope", progress=False)
     assert not any(tmp_path.iterdir())  # nothing written
 
@@ -163,7 +164,7 @@ def test_missing_and_ambiguous_topics_list_the_bag(model, bags, tmp_path: Path) 
             connection = writer.add_connection(topic, m.IMAGE, typestore=store)
             msg = m.image_message(store, m.make_header(store, 1, 0, "cam"), np.zeros((4, 4, 3), np.uint8), "rgb8")
             writer.write(connection, 1, m.serialize(msg, m.IMAGE, store))
-    with pytest.raises(BagToolError, match=r"several image topics \['/left/image', '/right/image'\]"):
+    with pytest.raises(BagError, match=r"several image topics \['/left/image', '/right/image'\]"):
         run_bag(two, tmp_path / "d", _params(model), progress=False)
 
 
@@ -171,7 +172,7 @@ def test_existing_output_is_never_overwritten(model, bags, tmp_path: Path) -> No
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(BagToolError, match="already exists"):
+    with pytest.raises(BagError, match="already exists"):
         run_bag(bags["mcap"], out, _params(model), progress=False)
     assert (out / "keep.txt").read_text() == "mine"
 
@@ -183,15 +184,15 @@ def test_bad_input_bags_give_a_clear_error_and_no_output(model, bags, tmp_path: 
     data_file = next(p for p in broken.iterdir() if p.suffix in (".mcap", ".db3"))
     data = data_file.read_bytes()
     data_file.write_bytes(data[: len(data) // 3])
-    with pytest.raises(BagToolError, match="broken"):
+    with pytest.raises(BagError, match="broken"):
         run_bag(broken, tmp_path / "out", _params(model), progress=False, log=lambda _: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]  # no output, no staging folder
 
-    with pytest.raises(BagToolError, match="input bag not found: .*missing"):
+    with pytest.raises(BagError, match="bag not found: .*missing"):
         run_bag(tmp_path / "missing", tmp_path / "out", _params(model), progress=False)
     not_a_bag = tmp_path / "notes.txt"
     not_a_bag.write_text("hello")
-    with pytest.raises(BagToolError, match="notes.txt: not a readable rosbag2"):
+    with pytest.raises(BagError, match="notes.txt: not a readable rosbag2"):
         run_bag(not_a_bag, tmp_path / "out", _params(model), progress=False)
 
 
@@ -220,7 +221,7 @@ def test_corruption_found_while_reading_removes_the_partial_output(model, bags, 
     data = bytearray(data_file.read_bytes())
     data[len(data) // 3: len(data) // 3 + 2000] = b"\xff" * 2000  # a damaged chunk; header and summary intact
     data_file.write_bytes(bytes(data))
-    with pytest.raises(BagToolError, match=r"broken: reading failed .*truncated or corrupt"):
+    with pytest.raises(BagError, match=r"broken: reading failed .*truncated or corrupt"):
         run_bag(broken, tmp_path / "out", _params(model), image_topic=IMAGE_TOPIC, progress=False,
                 log=lambda _: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken"]

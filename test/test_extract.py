@@ -15,15 +15,13 @@ from tiny_model import TINY_NODE_MODEL, random_model, tiny_cfg
 from panopticdepth_core.data.cityscapes_dps import CityscapesDPSDataset
 from panopticdepth_core.data.dps_writer import decode_depth, decode_instance_train_ids
 from panopticdepth_core.data.image_io import read_rgb, read_uint16
-from panopticdepth_ros.cli import main as cli_main
-from panopticdepth_ros.extract import ExtractOptions, extract_bag
-from panopticdepth_ros.extract_depth import project_points
-from panopticdepth_ros.extract_errors import ExtractError, NoFramesError
-from panopticdepth_ros.extract_labels import ClassMap, load_class_map, renumber_instances
-from panopticdepth_ros.extract_matching import header_stamp_ns, select_images
-from panopticdepth_ros.messages import get_store, make_header, serialize
-from panopticdepth_ros.synthetic_bag import synthetic_frame, write_synthetic_bag
-from panopticdepth_ros.tf_buffer import (
+from panopticdepth_ros.bags.errors import BagError, NoFramesError
+from panopticdepth_ros.bags.extraction import ExtractOptions, extract_bag
+from panopticdepth_ros.bags.extraction.depth import project_points
+from panopticdepth_ros.bags.extraction.labels import ClassMap, load_class_map, renumber_instances
+from panopticdepth_ros.bags.extraction.matching import header_stamp_ns, select_images
+from panopticdepth_ros.bags.synthetic import synthetic_frame, write_synthetic_bag
+from panopticdepth_ros.bags.tf_buffer import (
     ExtrapolationError,
     FrameNotFoundError,
     TfBuffer,
@@ -31,6 +29,8 @@ from panopticdepth_ros.tf_buffer import (
     matrix_to_quaternion,
     quaternion_to_matrix,
 )
+from panopticdepth_ros.cli import main as cli_main
+from panopticdepth_ros.messages import get_store, make_header, serialize
 
 SIZE = (64, 128)
 FOCAL = 80.0
@@ -191,7 +191,7 @@ def test_compressed_images_and_half_resolution_depth(tmp_path) -> None:
 
 # ------------------------------------------------------------------------------------------------ errors
 def test_missing_topic_lists_the_bags_topics(bag, tmp_path, capsys) -> None:
-    with pytest.raises(ExtractError, match="--depth-topic /camera/depth") as info:
+    with pytest.raises(BagError, match="--depth-topic /camera/depth") as info:
         extract_bag(_options(bag, tmp_path, depth_topic="/camera/depth"))
     message = str(info.value)
     assert str(bag) in message
@@ -210,7 +210,7 @@ def test_command_line_prints_the_summary(bag, tmp_path, capsys) -> None:
 
 
 def test_wrong_message_type_names_topic_and_type(bag, tmp_path) -> None:
-    with pytest.raises(ExtractError, match=r"--depth-topic /lidar/points has message type "
+    with pytest.raises(BagError, match=r"--depth-topic /lidar/points has message type "
                                            r"sensor_msgs/msg/PointCloud2; expected sensor_msgs/msg/Image"):
         extract_bag(_options(bag, tmp_path, depth_topic=LIDAR))
 
@@ -226,11 +226,11 @@ def test_out_of_sync_timestamps_skip_every_frame_and_say_so(bag, tmp_path) -> No
 
 def test_empty_bag_is_an_error(tmp_path) -> None:
     empty = write_synthetic_bag(tmp_path / "empty", 0, size=SIZE)
-    with pytest.raises(ExtractError, match=r"--image-topic /camera/image_raw has no messages"):
+    with pytest.raises(BagError, match=r"--image-topic /camera/image_raw has no messages"):
         extract_bag(_options(empty, tmp_path / "out", depth_topic=DEPTH))
     assert not (tmp_path / "out").exists()  # nothing created
     (tmp_path / "plain").mkdir()
-    with pytest.raises(ExtractError, match="plain: not a rosbag2 folder"):
+    with pytest.raises(BagError, match="plain: not a readable rosbag2 folder"):
         extract_bag(_options(tmp_path / "plain", tmp_path / "out"))
 
 
@@ -238,7 +238,7 @@ def test_truncated_bag_is_named_and_nothing_is_written(tmp_path) -> None:
     bag = write_synthetic_bag(tmp_path / "bag", 2, size=SIZE)
     file = next(bag.glob("*.mcap"))
     file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
-    with pytest.raises(ExtractError, match="truncated or corrupt") as info:
+    with pytest.raises(BagError, match="truncated or corrupt") as info:
         extract_bag(_options(bag, tmp_path / "out", depth_topic=DEPTH))
     assert str(bag) in str(info.value)
     assert not (tmp_path / "out" / "train").exists()
@@ -247,7 +247,7 @@ def test_truncated_bag_is_named_and_nothing_is_written(tmp_path) -> None:
 def test_bad_options_and_non_empty_output_are_refused(bag, tmp_path) -> None:
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "old.png").write_bytes(b"x")
-    with pytest.raises(ExtractError, match="not empty"):
+    with pytest.raises(BagError, match="not empty"):
         extract_bag(_options(bag, tmp_path, depth_topic=DEPTH))
     for kwargs, match in [
         ({"depth_topic": DEPTH, "lidar_topic": LIDAR}, "not both"),
@@ -257,24 +257,24 @@ def test_bad_options_and_non_empty_output_are_refused(bag, tmp_path) -> None:
         ({"depth_topic": DEPTH, "every": 2, "max_rate": 1.0}, "--every or --max-rate"),
         ({"depth_topic": DEPTH, "storage": "sqlite3"}, "--storage sqlite3 given, but the bag is stored as mcap"),
     ]:
-        with pytest.raises(ExtractError, match=match):
+        with pytest.raises(BagError, match=match):
             extract_bag(_options(bag, tmp_path / "new", **kwargs))
 
 
 def test_unknown_class_ids_are_named(bag, tmp_path) -> None:
     class_map = tmp_path / "classes.yaml"
     class_map.write_text("0: road\n1: 1\n")
-    with pytest.raises(ExtractError, match=r"class ids \[2, .*not in the class map .*classes.yaml.*default") as info:
+    with pytest.raises(BagError, match=r"class ids \[2, .*not in the class map .*classes.yaml.*default") as info:
         extract_bag(_options(bag, tmp_path / "out", semantic_topic=SEMANTIC, instance_topic=INSTANCE,
                              class_map=class_map))
     assert SEMANTIC in str(info.value)
     assert not (tmp_path / "out" / "train").exists()
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     class_map.write_text("3: lamppost\n")
-    with pytest.raises(ExtractError, match="unknown class name 'lamppost'"):
+    with pytest.raises(BagError, match="unknown class name 'lamppost'"):
         load_class_map(class_map)
     identity = ClassMap.identity()
-    with pytest.raises(ExtractError, match=r"class ids \[19\].*--class-map"):
+    with pytest.raises(BagError, match=r"class ids \[19\].*--class-map"):
         identity.apply(np.array([[0, 19]]), "here")
     assert identity.apply(np.array([[-1, 255, 18]]), "here").tolist() == [[255, 255, 18]]
 
@@ -397,7 +397,7 @@ def test_pseudo_labels_from_a_tiny_model_are_recorded(bag, tmp_path, one_thread)
     assert meta["pseudo_labels"]["config"] == str(config.resolve())
     semantic, _ = _labels(split, _frames(split)[0])
     assert semantic.shape == SIZE  # whatever a random model says, it is a full label map
-    with pytest.raises(ExtractError, match="replaces label topics"):
+    with pytest.raises(BagError, match="replaces label topics"):
         extract_bag(_options(bag, tmp_path / "o2", semantic_topic=SEMANTIC, instance_topic=INSTANCE,
                              pseudo_labels=(str(config), str(weights))))
 

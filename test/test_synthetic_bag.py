@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from panopticdepth_ros.cli import main as cli_main
-from panopticdepth_ros.messages import deserialize, get_store, pointcloud2_to_array
-from panopticdepth_ros.synthetic_bag import (
+from panopticdepth_ros.bags.errors import BagError
+from panopticdepth_ros.bags.synthetic import (
     BASE_FRAME,
     CAMERA_FRAME,
     CAMERA_LINK_FRAME,
@@ -21,7 +20,9 @@ from panopticdepth_ros.synthetic_bag import (
     synthetic_frame,
     write_synthetic_bag,
 )
-from panopticdepth_ros.tf_buffer import TfBuffer, invert_transform, transform_points
+from panopticdepth_ros.bags.tf_buffer import TfBuffer, invert_transform, transform_points
+from panopticdepth_ros.cli import main as cli_main
+from panopticdepth_ros.messages import deserialize, get_store, pointcloud2_to_array
 
 SIZE = (64, 128)
 FOCAL = 80.0
@@ -156,9 +157,9 @@ def test_same_arguments_same_messages_and_seed_changes_scenes(tmp_path) -> None:
 
 
 def test_bad_arguments_are_refused(tmp_path) -> None:
-    with pytest.raises(ValueError, match="storage"):
+    with pytest.raises(BagError, match="storage"):
         write_synthetic_bag(tmp_path / "x", 1, storage="rosbag1")
-    with pytest.raises(ValueError, match="distro"):
+    with pytest.raises(BagError, match="distro"):
         write_synthetic_bag(tmp_path / "y", 1, distro="foxy")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 

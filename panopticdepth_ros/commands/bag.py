@@ -48,7 +48,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bag_tool import BagToolError, run_bag
+    from ..bags.errors import BagError
+    from ..bags.offline import run_bag
     from ..loading import ModelLoadError
     from ..params import ParameterError, load_params_file, validate
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                           camera_info_topic=args.camera_info_topic, outputs=args.outputs, storage=args.storage,
                           distro=args.distro, namespace=args.namespace, progress=not args.quiet,
                           log=lambda text: print(text, file=sys.stderr))
-    except (BagToolError, ModelLoadError) as error:
+    except (BagError, ModelLoadError) as error:
         return fail(str(error))
     except OSError as error:  # e.g. the disk filled up while writing; the partial output was removed
         return fail(f"writing {args.output} failed: {error}")

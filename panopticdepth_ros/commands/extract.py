@@ -7,7 +7,7 @@ Example (the sample bag of ``panopticdepth synth --bag /tmp/demo_bag --num 20``)
         --semantic-topic /camera/semantic --instance-topic /camera/instance
 
 writes ``/tmp/demo_data/train/`` for ``DATASETS.TRAIN ("dps_folder:/tmp/demo_data/train",)``. The work is done
-by ``panopticdepth_ros.extract`` (rosbags; no ROS install needed). See docs/bag_extraction.md.
+by ``panopticdepth_ros.bags.extraction`` (rosbags; no ROS install needed). See docs/bag_extraction.md.
 """
 
 from __future__ import annotations
@@ -56,13 +56,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from ..extract import ExtractOptions, extract_bag
-        from ..extract_errors import ExtractError, NoFramesError
-    except ImportError as exc:  # rosbags is a dependency of the ROS layer only
-        print(f"panopticdepth extract: error: needs the panopticdepth_ros package and rosbags ({exc})",
-              file=sys.stderr)
-        return 1
+    from ..bags.errors import BagError
+    from ..bags.extraction import ExtractOptions, extract_bag
+
     options = ExtractOptions(
         bag=args.bag, out=args.out, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
         depth_topic=args.depth_topic, lidar_topic=args.lidar_topic, semantic_topic=args.semantic_topic,
@@ -73,10 +69,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         summary = extract_bag(options)
-    except NoFramesError as exc:
-        print(f"panopticdepth extract: error: {exc}", file=sys.stderr)
-        return 1
-    except (ExtractError, OSError) as exc:
+    except (BagError, OSError) as exc:
         print(f"panopticdepth extract: error: {exc}", file=sys.stderr)
         return 1
     print(summary.format(args.time_tolerance))

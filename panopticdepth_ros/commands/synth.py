@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     from panopticdepth_core.data.synthetic import write_synthetic_dataset
 
+    from ..bags.errors import BagError
+
     if args.out is None and args.bag is None:
         print("panopticdepth synth: error: give --out DIR (a data set folder) and/or --bag PATH (a rosbag2)",
               file=sys.stderr)
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             bag = _write_bag(args)
             if not args.quiet:
                 print(f"wrote a {args.bag_storage} rosbag2 ({args.distro}) of {args.num} frames to {bag}")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, BagError) as exc:
         print(f"panopticdepth synth: error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -101,12 +103,11 @@ def _write_bag(args: argparse.Namespace):
     """The sample bag; without --focal the camera keeps the 77-degree field of view of fx = 320 px at 512 px."""
     from pathlib import Path
 
-    try:
-        from ..synthetic_bag import write_synthetic_bag
-    except ImportError as exc:  # rosbags is a dependency of the ROS layer only
-        raise ValueError(f"--bag needs the panopticdepth_ros package and rosbags ({exc})") from exc
+    from ..bags.errors import BagError
+    from ..bags.synthetic import write_synthetic_bag
+
     if Path(args.bag).exists():
-        raise ValueError(f"{args.bag} already exists; a bag is written to a new folder")
+        raise BagError(f"{args.bag} already exists; a bag is written to a new folder")
     focal = args.focal if args.focal is not None else 320.0 * args.size[1] / 512.0
     return write_synthetic_bag(args.bag, args.num, size=args.size, seed=args.seed, storage=args.bag_storage,
                                distro=args.distro, focal=focal, profile=args.profile)

@@ -39,14 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import StoragePlugin, Writer
 
 from panopticdepth_core.data.classes import LABEL_DIVISOR, VOID_CLASS, VOID_PANOPTIC_ID
 from panopticdepth_core.data.sample import Sample
 from panopticdepth_core.data.synthetic import render_scene, scene_seed
 
-from .messages import (
+from ..messages import (
     CAMERA_INFO,
     IMAGE,
     POINT_CLOUD2,
@@ -58,19 +56,19 @@ from .messages import (
     pointcloud2_message,
     semantic_image,
     serialize,
+    split_stamp,
 )
+from .errors import BagError
+from .io import TF_MESSAGE, TF_STATIC_TOPIC, TF_TOPIC, check_writer_options, offered_qos, open_writer
 from .tf_buffer import euler_to_matrix, invert_transform, make_transform, matrix_to_quaternion, transform_points
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 DEPTH_TOPIC = "/camera/depth/image_raw"
 LIDAR_TOPIC = "/lidar/points"
-TF_STATIC_TOPIC = "/tf_static"
-TF_TOPIC = "/tf"
 SEMANTIC_TOPIC = "/camera/semantic"
 INSTANCE_TOPIC = "/camera/instance"
 PANOPTIC_TOPIC = "/camera/panoptic"
-TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 
 BASE_FRAME = "base_link"
 CAMERA_LINK_FRAME = "camera_link"
@@ -93,8 +91,6 @@ DEFAULT_LIDAR_OFFSET = (-0.1, 0.0, 0.3, 0.02, 0.04, 0.06)
 LINK_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
 CLOUD_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4"), ("ring", "<u2")])
-STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-BAG_VERSIONS = {"humble": 8, "jazzy": 9}
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 
 
@@ -185,10 +181,6 @@ def synthetic_frame(index: int, size: tuple[int, int] = (256, 512), seed: int = 
     return SyntheticFrame(index, stamp, stamp + LIDAR_DELAY_NS, sample, pixels, cloud)
 
 
-def _split_stamp(stamp_ns: int) -> tuple[int, int]:
-    return stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000
-
-
 def _camera_info(store, header, k: np.ndarray, size: tuple[int, int]):
     types = store.types
     roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
@@ -213,7 +205,7 @@ def tf_message(store, transforms: dict[tuple[str, str], np.ndarray], stamp_ns: i
                                                              w=float(q[3])),
         )
         items.append(types["geometry_msgs/msg/TransformStamped"](
-            header=make_header(store, *_split_stamp(stamp_ns), parent), child_frame_id=child, transform=transform))
+            header=make_header(store, *split_stamp(stamp_ns), parent), child_frame_id=child, transform=transform))
     return types[TF_MESSAGE](transforms=items)
 
 
@@ -222,10 +214,6 @@ def _depth_array(depth: np.ndarray, encoding: str) -> np.ndarray:
         return np.where(depth > 0, depth, np.float32(np.nan)).astype("<f4")
     millimetres = np.rint(depth.astype(np.float64) * 1000.0)
     return np.where((depth > 0) & (millimetres <= 65535), millimetres, 0).astype("<u2")
-
-
-_TRANSIENT_LOCAL = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
-                       QosTime(0, 0), QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
 
 
 def write_synthetic_bag(
@@ -250,16 +238,13 @@ def write_synthetic_bag(
     ``depth_encoding``: "32FC1" (metres, NaN none) or "16UC1" (millimetres, 0 none). ``lidar_tf``: "static"
     (base_link -> lidar on /tf_static) or "dynamic" (on /tf, one message per LiDAR scan).
     """
-    if storage not in STORAGES:
-        raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
-    if distro not in BAG_VERSIONS:
-        raise ValueError(f"distro must be one of {sorted(BAG_VERSIONS)}, got {distro!r}")
+    check_writer_options(storage, distro)
     if depth_encoding not in DEPTH_ENCODINGS:
-        raise ValueError(f"depth_encoding must be one of {DEPTH_ENCODINGS}, got {depth_encoding!r}")
+        raise BagError(f"depth_encoding must be one of {DEPTH_ENCODINGS}, got {depth_encoding!r}")
     if lidar_tf not in ("static", "dynamic"):
-        raise ValueError(f"lidar_tf must be 'static' or 'dynamic', got {lidar_tf!r}")
+        raise BagError(f"lidar_tf must be 'static' or 'dynamic', got {lidar_tf!r}")
     if num_frames < 0 or not rate_hz > 0 or len(lidar_offset) != 6:
-        raise ValueError(f"need num_frames >= 0, rate_hz > 0 and a 6-value lidar_offset, got {num_frames}, "
+        raise BagError(f"need num_frames >= 0, rate_hz > 0 and a 6-value lidar_offset, got {num_frames}, "
                          f"{rate_hz}, {lidar_offset}")
     path = Path(path)
     store = get_store(distro)
@@ -268,7 +253,7 @@ def write_synthetic_bag(
     if not (with_lidar and lidar_tf == "dynamic"):
         statics[(BASE_FRAME, LIDAR_FRAME)] = lidar_edge
 
-    with Writer(path, version=BAG_VERSIONS[distro], storage_plugin=STORAGES[storage]) as writer:
+    with open_writer(path, storage, distro) as writer:
         def connect(topic: str, msgtype: str, qos: tuple = ()):
             return writer.add_connection(topic, msgtype, typestore=store, offered_qos_profiles=list(qos))
 
@@ -276,7 +261,7 @@ def write_synthetic_bag(
             "image": connect(IMAGE_TOPIC, IMAGE),
             "info": connect(CAMERA_INFO_TOPIC, CAMERA_INFO),
             "depth": connect(DEPTH_TOPIC, IMAGE),
-            "tf_static": connect(TF_STATIC_TOPIC, TF_MESSAGE, (_TRANSIENT_LOCAL,)),
+            "tf_static": connect(TF_STATIC_TOPIC, TF_MESSAGE, (offered_qos(transient_local=True),)),
         }
         if with_lidar:
             conns["lidar"] = connect(LIDAR_TOPIC, POINT_CLOUD2)
@@ -295,7 +280,7 @@ def write_synthetic_bag(
         for index in range(num_frames):
             frame = synthetic_frame(index, size, seed, rate_hz, focal, lidar_offset, profile)
             sample = frame.sample
-            header = make_header(store, *_split_stamp(frame.stamp_ns), CAMERA_FRAME)
+            header = make_header(store, *split_stamp(frame.stamp_ns), CAMERA_FRAME)
             write("image", image_message(store, header, sample.image, "rgb8"), IMAGE, frame.stamp_ns)
             write("info", _camera_info(store, header, sample.intrinsics, sample.image.shape[:2]), CAMERA_INFO,
                   frame.stamp_ns)
@@ -312,7 +297,7 @@ def write_synthetic_bag(
                 if lidar_tf == "dynamic":
                     write("tf", tf_message(store, {(BASE_FRAME, LIDAR_FRAME): lidar_edge}, frame.lidar_stamp_ns),
                           TF_MESSAGE, frame.lidar_stamp_ns)
-                lidar_header = make_header(store, *_split_stamp(frame.lidar_stamp_ns), LIDAR_FRAME)
+                lidar_header = make_header(store, *split_stamp(frame.lidar_stamp_ns), LIDAR_FRAME)
                 write("lidar", pointcloud2_message(store, lidar_header, frame.cloud, is_dense=True), POINT_CLOUD2,
                       frame.lidar_stamp_ns)
     return path

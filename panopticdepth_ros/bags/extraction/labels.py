@@ -10,8 +10,8 @@ import numpy as np
 
 from panopticdepth_core.data.classes import CLASS_NAMES, LABEL_DIVISOR, NUM_CLASSES, THING_IDS, VOID_CLASS
 
-from .extract_errors import ExtractError
-from .extract_images import image_array
+from ...conversions import image_array
+from ..errors import BagError
 
 #: colour panoptic encodings -> channel order (R, G, B)
 _COLOUR_ORDER = {"rgb8": (0, 1, 2), "rgba8": (0, 1, 2), "bgr8": (2, 1, 0), "bgra8": (2, 1, 0)}
@@ -33,7 +33,7 @@ class ClassMap:
         return cls({i: i for i in range(NUM_CLASSES)} | {VOID_CLASS: VOID_CLASS})
 
     def apply(self, ids: np.ndarray, where: str) -> np.ndarray:
-        """Map an id array; negative ids are void. Unknown ids raise ExtractError (unless a default is set)."""
+        """Map an id array; negative ids are void. Unknown ids raise BagError (unless a default is set)."""
         ids = np.asarray(ids).astype(np.int64, copy=False)
         values, inverse = np.unique(ids, return_inverse=True)
         mapped = np.empty(values.shape, dtype=np.int32)
@@ -50,7 +50,7 @@ class ClassMap:
         if unknown:
             hint = ("add them to the class map or set 'default: 255' there" if self.source != "identity" else
                     "ids must be Cityscapes train ids 0..18 or 255; pass --class-map YAML to map them")
-            raise ExtractError(f"{where}: class ids {unknown[:20]} are not in the class map ({self.source}); {hint}")
+            raise BagError(f"{where}: class ids {unknown[:20]} are not in the class map ({self.source}); {hint}")
         return mapped[inverse.reshape(ids.shape)]
 
 
@@ -61,9 +61,9 @@ def _target_id(value: Any, where: str) -> int:
             return VOID_CLASS
         if name in CLASS_NAMES:
             return CLASS_NAMES.index(name)
-        raise ExtractError(f"{where}: unknown class name {value!r}; expected one of {', '.join(CLASS_NAMES)} or void")
+        raise BagError(f"{where}: unknown class name {value!r}; expected one of {', '.join(CLASS_NAMES)} or void")
     if isinstance(value, bool) or not isinstance(value, int) or not (0 <= value < NUM_CLASSES or value == 255):
-        raise ExtractError(f"{where}: target {value!r} must be a train id 0..{NUM_CLASSES - 1}, 255 or a class name")
+        raise BagError(f"{where}: target {value!r} must be a train id 0..{NUM_CLASSES - 1}, 255 or a class name")
     return int(value)
 
 
@@ -76,32 +76,32 @@ def load_class_map(path: str | Path) -> ClassMap:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ExtractError(f"class map not found: {path}") from None
+        raise BagError(f"class map not found: {path}") from None
     except (OSError, yaml.YAMLError) as exc:
-        raise ExtractError(f"{path}: cannot read the class map YAML ({exc})") from exc
+        raise BagError(f"{path}: cannot read the class map YAML ({exc})") from exc
     if not isinstance(data, dict):
-        raise ExtractError(f"{path}: expected a mapping {{source_id: train_id}}, got {type(data).__name__}")
+        raise BagError(f"{path}: expected a mapping {{source_id: train_id}}, got {type(data).__name__}")
     data = dict(data)
     default = data.pop("default", None)
     divisor = data.pop("panoptic_divisor", LABEL_DIVISOR)
     entries = data.pop("classes", {}) or {}
     if not isinstance(entries, dict):
-        raise ExtractError(f"{path}: 'classes' must be a mapping {{source_id: train_id}}")
+        raise BagError(f"{path}: 'classes' must be a mapping {{source_id: train_id}}")
     entries = {**entries, **data}
     mapping: dict[int, int] = {}
     for key, value in entries.items():
         try:
             source = int(key)
         except (TypeError, ValueError):
-            raise ExtractError(f"{path}: key {key!r} is not an integer source id (or default / panoptic_divisor / "
-                               "classes)") from None
+            raise BagError(f"{path}: key {key!r} is not an integer source id (or default / panoptic_divisor / "
+                           "classes)") from None
         if source < 0:
-            raise ExtractError(f"{path}: source id {source} is negative (negative ids are always void)")
+            raise BagError(f"{path}: source id {source} is negative (negative ids are always void)")
         mapping[source] = _target_id(value, f"{path}: entry {key}")
     if not mapping and default is None:
-        raise ExtractError(f"{path}: the class map is empty")
+        raise BagError(f"{path}: the class map is empty")
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 2:
-        raise ExtractError(f"{path}: panoptic_divisor must be an integer >= 2, got {divisor!r}")
+        raise BagError(f"{path}: panoptic_divisor must be an integer >= 2, got {divisor!r}")
     return ClassMap(mapping, None if default is None else _target_id(default, f"{path}: default"), divisor,
                     str(path))
 

@@ -16,23 +16,21 @@ Output: ``OUT/SPLIT/`` written as ``OUT/.SPLIT.partial-PID/`` and renamed at the
 run never leaves a folder that looks complete; ``OUT/SPLIT/dataset.json`` records the source, topics, class map,
 label source and the summary (frames written, frames skipped per reason).
 
-This module holds the options, the summary, the option checks and the two passes; the parts live beside it:
-extract_bag_access (opening the bag, checking topics), extract_matching (stamps, --every/--max-rate, nearest
-message), extract_images (numeric Image messages as arrays), extract_depth (depth image, LiDAR projection),
-extract_labels (class map, label decoding) and extract_errors.
+This module holds the two passes; the parts live beside it: options (the flags and their checks), summary (the
+counts), topics (inputs by role), matching (stamps, --every/--max-rate, nearest message), depth (depth image,
+LiDAR projection) and labels (class map, label decoding). Bags are opened and read through ``bags.io``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import struct
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,104 +40,26 @@ from panopticdepth_core.data.classes import LABEL_DIVISOR, VOID_CLASS
 from panopticdepth_core.data.dps_writer import frame_prefix, write_dps_frame
 from panopticdepth_core.data.sample import Sample
 
-from .conversions import FrameError, camera_info_to_K, compressed_msg_to_rgb, image_msg_to_rgb
-from .extract_bag_access import ROLES, check_topics, open_bag, read_messages
-from .extract_depth import cloud_xyz, depth_from_image, project_points
-from .extract_errors import ExtractError, NoFramesError
-from .extract_images import fit_to_image, image_array
-from .extract_labels import LABEL_ENCODINGS, ClassMap, decode_panoptic, load_class_map, renumber_instances
-from .extract_matching import header_stamp_ns, nearest, select_images
-from .messages import COMPRESSED_IMAGE, IMAGE, deserialize, get_store
-from .tf_buffer import ExtrapolationError, FrameNotFoundError, TfBuffer, transform_points
+from ...conversions import (
+    FrameError,
+    camera_info_to_K,
+    compressed_msg_to_rgb,
+    fit_to_image,
+    image_array,
+    image_msg_to_rgb,
+)
+from ...messages import COMPRESSED_IMAGE, IMAGE, deserialize, get_store
+from ..errors import BagError, NoFramesError
+from ..io import TF_MESSAGE, TF_STATIC_TOPIC, TF_TOPIC, detect_storage, open_reader, read_messages
+from ..tf_buffer import ExtrapolationError, FrameNotFoundError, TfBuffer, transform_points
+from .depth import cloud_xyz, depth_from_image, project_points
+from .labels import LABEL_ENCODINGS, ClassMap, decode_panoptic, load_class_map, renumber_instances
+from .matching import header_stamp_ns, nearest, select_images
+from .options import ExtractOptions, validate_options
+from .summary import ExtractSummary
+from .topics import ROLES, check_topics
 
-TF_MESSAGE = "tf2_msgs/msg/TFMessage"
-TF_STATIC_TOPIC = "/tf_static"
-TF_TOPIC = "/tf"
 CITY = "bag"  # the city field of the frame names: {seq}_{frame}_bag_{seq}_{frame}
-
-#: skip reason -> what the summary says
-SKIP_REASONS = {
-    "no_camera_info": "no camera_info within the time tolerance",
-    "no_depth": "no depth image within the time tolerance",
-    "no_lidar": "no LiDAR cloud within the time tolerance",
-    "no_semantic": "no semantic label image within the time tolerance",
-    "no_instance": "no instance label image within the time tolerance",
-    "no_panoptic": "no panoptic label image within the time tolerance",
-    "no_transform": "no LiDAR -> camera transform on /tf near the image stamp",
-    "bad_stamp": "image message without a readable header stamp",
-    "bad_image": "image could not be decoded",
-    "bad_camera_info": "camera_info invalid for the image",
-    "bad_depth": "depth image could not be decoded",
-    "bad_lidar": "LiDAR cloud could not be decoded",
-    "bad_labels": "label image could not be decoded",
-    "too_many_instances": f"more than {LABEL_DIVISOR - 1} thing instances",
-}
-
-
-# ------------------------------------------------------------------------------------------------ options, summary
-@dataclass
-class ExtractOptions:
-    """What ``panopticdepth extract`` was asked to do (the command's flags)."""
-
-    bag: Path
-    out: Path
-    image_topic: str
-    camera_info_topic: str | None = None
-    depth_topic: str | None = None
-    lidar_topic: str | None = None
-    semantic_topic: str | None = None
-    instance_topic: str | None = None
-    panoptic_topic: str | None = None
-    class_map: Path | None = None
-    every: int = 1
-    max_rate: float | None = None
-    time_tolerance: float = 0.05
-    split: str = "train"
-    storage: str = "auto"
-    pseudo_labels: tuple[str, str] | None = None
-    depth_scale: float | None = None
-    device: str = "cpu"
-    progress: bool = True
-
-    def topics(self) -> dict[str, str]:
-        """role -> topic of the inputs asked for."""
-        return {role: topic for role in ROLES if (topic := getattr(self, f"{role}_topic")) is not None}
-
-
-@dataclass
-class ExtractSummary:
-    """Counts of one extraction (printed, and saved in dataset.json)."""
-
-    bag: str
-    output: str | None = None
-    image_messages: int = 0
-    subsampled: int = 0  # images left out by --every / --max-rate
-    selected: int = 0
-    written: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    examples: dict[str, str] = field(default_factory=dict)  # skip reason -> first detailed message
-
-    def skip(self, reason: str, detail: str = "") -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-        if detail and reason not in self.examples:
-            self.examples[reason] = detail
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def format(self, tolerance: float | None = None) -> str:
-        """Human-readable lines."""
-        lines = [f"bag {self.bag}: {self.image_messages} images, {self.subsampled} left out by --every/--max-rate, "
-                 f"{self.selected} selected, {self.written} written, {sum(self.skipped.values())} skipped"]
-        for reason, count in sorted(self.skipped.items(), key=lambda item: -item[1]):
-            text = SKIP_REASONS.get(reason, reason)
-            if tolerance is not None and "time tolerance" in text:
-                text = text.replace("the time tolerance", f"+-{tolerance:g} s")
-            example = f" (first: {self.examples[reason]})" if reason in self.examples else ""
-            lines.append(f"  skipped {count:6d}: {text}{example}")
-        if self.output:
-            lines.append(f"output: {self.output}")
-        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ matching
@@ -168,51 +88,6 @@ def _bar(enabled: bool, total: int, desc: str, unit: str):
     return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False)
 
 
-def validate_options(opts: ExtractOptions) -> None:
-    """Option combinations and values, checked before the bag is opened."""
-    if opts.depth_topic and opts.lidar_topic:
-        raise ExtractError("give --depth-topic or --lidar-topic, not both")
-    if opts.lidar_topic and not opts.camera_info_topic:
-        raise ExtractError("--lidar-topic needs --camera-info-topic (the projection needs the intrinsics)")
-    if bool(opts.semantic_topic) != bool(opts.instance_topic):
-        raise ExtractError("--semantic-topic and --instance-topic go together (or use --panoptic-topic)")
-    if opts.panoptic_topic and opts.semantic_topic:
-        raise ExtractError("give --semantic-topic/--instance-topic or --panoptic-topic, not both")
-    has_label_topics = bool(opts.panoptic_topic or opts.semantic_topic)
-    if opts.pseudo_labels and has_label_topics:
-        raise ExtractError("--pseudo-labels replaces label topics; do not give both")
-    if opts.class_map and not has_label_topics:
-        raise ExtractError("--class-map applies to label topics; give --semantic-topic/--instance-topic or "
-                           "--panoptic-topic")
-    if opts.every < 1:
-        raise ExtractError(f"--every must be at least 1, got {opts.every}")
-    if opts.every > 1 and opts.max_rate is not None:
-        raise ExtractError("give --every or --max-rate, not both")
-    if opts.max_rate is not None and not (opts.max_rate > 0 and math.isfinite(opts.max_rate)):
-        raise ExtractError(f"--max-rate must be a positive number of Hz, got {opts.max_rate}")
-    if not (opts.time_tolerance >= 0 and math.isfinite(opts.time_tolerance)):
-        raise ExtractError(f"--time-tolerance must be 0 or more seconds, got {opts.time_tolerance}")
-    if opts.depth_scale is not None and not (opts.depth_scale > 0 and math.isfinite(opts.depth_scale)):
-        raise ExtractError(f"--depth-scale must be a positive number, got {opts.depth_scale}")
-    if opts.depth_scale is not None and not opts.depth_topic:
-        raise ExtractError("--depth-scale applies to --depth-topic")
-    if not opts.split or opts.split in (".", "..") or any(c in opts.split for c in "/\\"):
-        raise ExtractError(f"--split must be a plain folder name such as train, got {opts.split!r}")
-    if opts.storage not in ("auto", "mcap", "sqlite3"):
-        raise ExtractError(f"--storage must be auto, mcap or sqlite3, got {opts.storage!r}")
-    topics = opts.topics()
-    repeated = {t for t in topics.values() if list(topics.values()).count(t) > 1}
-    if repeated:
-        raise ExtractError(f"topic(s) {sorted(repeated)} given for more than one input")
-    if opts.pseudo_labels:
-        for path in opts.pseudo_labels:
-            if not Path(path).is_file():
-                raise ExtractError(f"--pseudo-labels: file not found: {path}")
-    final = Path(opts.out) / opts.split
-    if final.exists() and (not final.is_dir() or any(final.iterdir())):
-        raise ExtractError(f"{final} already exists and is not empty; choose another --out or --split, or remove it")
-
-
 class _Extractor:
     """One run of the extraction (state shared by the two passes)."""
 
@@ -239,7 +114,7 @@ class _Extractor:
         wanted = [c for cs in conns.values() for c in cs] + tf_conns
         total = sum(c.msgcount for c in wanted)
         with _bar(self.opts.progress, total, "index", "msg") as bar:
-            for conn, log_time, data in read_messages(reader, self.bag, wanted):
+            for conn, log_time, data in read_messages(reader, wanted):
                 bar.update(1)
                 if conn.topic in (TF_STATIC_TOPIC, TF_TOPIC) and conn.id not in role_of:
                     self._add_tf(conn, data)
@@ -288,7 +163,7 @@ class _Extractor:
             msg = deserialize(data, TF_MESSAGE, self.store)
             self.tf.add_tf_message(msg, static=conn.topic == TF_STATIC_TOPIC)
         except Exception as exc:  # rosbags raises assorted errors on malformed CDR
-            raise ExtractError(f"{self.bag}: a {conn.topic} message cannot be decoded ({type(exc).__name__}: {exc})"
+            raise BagError(f"{self.bag}: a {conn.topic} message cannot be decoded ({type(exc).__name__}: {exc})"
                                ) from exc
 
     # -------------------------------------------------------------------------------------- pass 2
@@ -304,7 +179,7 @@ class _Extractor:
         buffer: dict[tuple[str, int], bytes] = {}
         counters: Counter = Counter()
         with _bar(self.opts.progress, len(frames), "extract", "frame") as bar:
-            for conn, _, data in read_messages(reader, self.bag, [c for cs in conns.values() for c in cs]):
+            for conn, _, data in read_messages(reader, [c for cs in conns.values() for c in cs]):
                 role = role_of[conn.id]
                 key = (role, counters[role])
                 counters[role] += 1
@@ -381,12 +256,12 @@ class _Extractor:
             raise self._frame_error(exc, "bad_lidar") from exc
         camera_frame = str(image_msg.header.frame_id) or str(info.header.frame_id)
         if not camera_frame:
-            raise ExtractError(f"{self.bag}: {self.opts.image_topic} and {self.opts.camera_info_topic} have an empty "
-                               "header.frame_id; the LiDAR projection needs the camera's optical frame")
+            raise BagError(f"{self.bag}: {self.opts.image_topic} and {self.opts.camera_info_topic} have an empty "
+                           "header.frame_id; the LiDAR projection needs the camera's optical frame")
         try:
             transform = self.tf.lookup(camera_frame, str(cloud.header.frame_id), frame.stamp_ns)
         except FrameNotFoundError as exc:
-            raise ExtractError(f"{self.bag}: {exc}") from exc
+            raise BagError(f"{self.bag}: {exc}") from exc
         except ExtrapolationError as exc:
             raise self._frame_error(FrameError(str(exc), "transform"), "no_transform") from exc
         return project_points(transform_points(transform, xyz), k, size)
@@ -428,8 +303,8 @@ class _Extractor:
         try:
             predictor = Predictor.from_files(config, weights, device=self.opts.device)
         except Exception as exc:
-            raise ExtractError(f"--pseudo-labels {config} {weights}: cannot load the model ({type(exc).__name__}: "
-                               f"{exc})") from exc
+            raise BagError(f"--pseudo-labels {config} {weights}: cannot load the model ({type(exc).__name__}: "
+                           f"{exc})") from exc
         self.predictor = predictor
         self.pseudo_meta = {
             "config": str(Path(config).resolve()), "config_sha256": _sha256(config),
@@ -477,7 +352,8 @@ class _Extractor:
     # -------------------------------------------------------------------------------------- run
     def run(self) -> ExtractSummary:
         opts = self.opts
-        reader, storage = open_bag(self.bag, opts.storage)
+        reader = open_reader(self.bag, opts.storage)
+        storage = detect_storage(self.bag)
         try:
             conns = check_topics(reader, self.bag, opts.topics())
             self._image_type = conns["image"][0].msgtype
@@ -517,6 +393,6 @@ class _Extractor:
 
 
 def extract_bag(opts: ExtractOptions) -> ExtractSummary:
-    """Extract ``opts.bag`` into ``opts.out/opts.split``; raises ExtractError (NoFramesError: nothing written)."""
+    """Extract ``opts.bag`` into ``opts.out/opts.split``; raises BagError (NoFramesError: nothing written)."""
     validate_options(opts)
     return _Extractor(opts).run()

@@ -1,7 +1,7 @@
 """The node's offline twin: run a rosbag2's camera topic through the node's FramePipeline and write its outputs.
 
 Same parameters (params.py), same model loading (loading.py), same per-frame code and message builders
-(frame_pipeline.py, messages.py) as the live node, with rosbags reading and writing the CDR bytes instead of
+(frame_pipeline.py, messages.py) as the live node (panopticdepth_ros/node.py), with rosbags reading and writing the CDR bytes instead of
 rclpy. Every output message carries the input image's header and is written at the image's log time, on the
 topics the node would publish (``<namespace>/panoptic``, ...), with the ROS message definitions in the bag so
 rviz (via ``ros2 bag play``) and Foxglove decode them. camera_info: the latest one logged at or before the image.
@@ -20,25 +20,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-
-from . import messages as m
-from .bag_reading import guarded_messages
-from .frame_pipeline import OUTPUT_TYPES, OUTPUTS, FramePipeline
-from .params import NodeParams
+from .. import messages as m
+from ..frame_pipeline import OUTPUT_TYPES, OUTPUTS, FramePipeline
+from ..params import NodeParams
+from .errors import BagError
+from .io import (
+    check_writer_options,
+    connections_by_topic,
+    describe_topics,
+    offered_qos,
+    open_reader,
+    open_writer,
+    read_messages,
+)
 
 DEFAULT_NAMESPACE = "/panopticdepth_node"
-STORAGES = ("mcap", "sqlite3")
-#: rosbag2 metadata version per distro (Humble's rosbag2 reads the version-8 layout, Jazzy writes 9).
-BAG_VERSIONS = {"humble": 8, "jazzy": 9}
 IMAGE_TYPES = (m.IMAGE, m.COMPRESSED_IMAGE)
 #: Encodings that make an Image topic a camera image for auto-detection (labels are mono8/16UC1, depth 32FC1).
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 DIAGNOSTICS_PERIOD_NS = 1_000_000_000
-
-
-class BagToolError(RuntimeError):
-    """A problem with the input bag, the output path or the topics; the message names it."""
 
 
 @dataclass
@@ -73,39 +73,10 @@ class BagSummary:
         return out
 
 
-def _qos(transient_local: bool = False) -> Qos:
-    """The QoS the node offers: reliable, keep last 1; transient local for ~/label_info."""
-    zero = QosTime(0, 0)
-    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE,
-               QosDurability.TRANSIENT_LOCAL if transient_local else QosDurability.VOLATILE,
-               zero, zero, QosLiveliness.AUTOMATIC, zero, False)
-
-
-def open_reader(path: str | Path):
-    """An opened rosbags Reader for a rosbag2 folder, .mcap or .db3; BagToolError naming the path otherwise."""
-    from rosbags.rosbag2 import Reader
-
-    path = Path(path)
-    if not path.exists():
-        raise BagToolError(f"input bag not found: {path}")
-    try:
-        reader = Reader(path)
-        reader.open()
-    except Exception as error:  # rosbags raises ReaderError, FileNotFoundError, yaml/sqlite/struct errors
-        raise BagToolError(f"{path}: not a readable rosbag2 ({type(error).__name__}: {error}); expected a rosbag2 "
-                           "folder with metadata.yaml, or an .mcap / .db3 file") from error
-    return reader
-
-
-def _topic_table(reader) -> str:
-    rows = sorted({(c.topic, c.msgtype) for c in reader.connections})
-    return ", ".join(f"{topic} ({msgtype})" for topic, msgtype in rows) or "(no topics)"
-
-
 def _first_encoding(reader, connection) -> str | None:
     """Lower-case encoding of the topic's first Image (None if it has none or it does not decode)."""
     store = m.get_store("humble")
-    for _, _, data in _read(reader, [connection], None):
+    for _, _, data in read_messages(reader, [connection]):
         try:
             return str(m.deserialize(data, m.IMAGE, store).encoding).lower()
         except Exception:  # an undecodable message: not a usable camera topic
@@ -119,37 +90,35 @@ def select_topics(reader, image_topic: str | None = None,
 
     Auto-detection: the one CompressedImage topic or Image topic with a colour encoding; camera_info: the
     ``camera_info`` next to the image (``/cam/image_raw`` -> ``/cam/camera_info``), else the only CameraInfo
-    topic, else none (3D outputs off). Ambiguous or missing topics raise BagToolError listing the bag's topics.
+    topic, else none (3D outputs off). Ambiguous or missing topics raise BagError listing the bag's topics.
     """
-    by_topic: dict[str, list] = {}
-    for connection in reader.connections:
-        by_topic.setdefault(connection.topic, []).append(connection)
-    table = _topic_table(reader)
+    by_topic = connections_by_topic(reader)
+    table = describe_topics(reader)
 
     if image_topic:
         if image_topic not in by_topic:
-            raise BagToolError(f"image topic {image_topic} is not in the bag; its topics: {table}")
+            raise BagError(f"image topic {image_topic} is not in the bag; its topics:\n{table}")
         msgtype = by_topic[image_topic][0].msgtype
         if msgtype not in IMAGE_TYPES:
-            raise BagToolError(f"image topic {image_topic} has type {msgtype}; expected sensor_msgs/msg/Image or "
-                               "CompressedImage")
+            raise BagError(f"image topic {image_topic} has type {msgtype}; expected sensor_msgs/msg/Image or "
+                           "CompressedImage")
     else:
         candidates = [t for t, c in by_topic.items() if c[0].msgtype == m.COMPRESSED_IMAGE]
         candidates += [t for t, c in by_topic.items()
                        if c[0].msgtype == m.IMAGE and _first_encoding(reader, c[0]) in COLOR_ENCODINGS]
         if len(candidates) != 1:
             what = "no colour image topic" if not candidates else f"several image topics {sorted(candidates)}"
-            raise BagToolError(f"{what} in the bag; choose one with --image-topic. Its topics: {table}")
+            raise BagError(f"{what} in the bag; choose one with --image-topic. Its topics:\n{table}")
         image_topic = candidates[0]
     compressed = by_topic[image_topic][0].msgtype == m.COMPRESSED_IMAGE
 
     info_topics = [t for t, c in by_topic.items() if c[0].msgtype == m.CAMERA_INFO]
     if camera_info_topic:
         if camera_info_topic not in by_topic:
-            raise BagToolError(f"camera_info topic {camera_info_topic} is not in the bag; its topics: {table}")
+            raise BagError(f"camera_info topic {camera_info_topic} is not in the bag; its topics:\n{table}")
         if camera_info_topic not in info_topics:
-            raise BagToolError(f"camera_info topic {camera_info_topic} has type "
-                               f"{by_topic[camera_info_topic][0].msgtype}; expected sensor_msgs/msg/CameraInfo")
+            raise BagError(f"camera_info topic {camera_info_topic} has type "
+                           f"{by_topic[camera_info_topic][0].msgtype}; expected sensor_msgs/msg/CameraInfo")
     else:
         base = image_topic[: -len("/compressed")] if image_topic.endswith("/compressed") else image_topic
         sibling = base.rsplit("/", 1)[0] + "/camera_info"
@@ -158,14 +127,10 @@ def select_topics(reader, image_topic: str | None = None,
         elif len(info_topics) == 1:
             camera_info_topic = info_topics[0]
         elif len(info_topics) > 1:
-            raise BagToolError(f"several camera_info topics {sorted(info_topics)} and none next to {image_topic}; "
-                               f"choose one with --camera-info-topic. The bag's topics: {table}")
+            raise BagError(f"several camera_info topics {sorted(info_topics)} and none next to {image_topic}; "
+                           f"choose one with --camera-info-topic. The bag's topics:\n{table}")
     infos = by_topic[camera_info_topic] if camera_info_topic else []
     return by_topic[image_topic], infos, compressed
-
-
-def _split_ns(stamp_ns: int) -> tuple[int, int]:
-    return stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000
 
 
 def run_bag(
@@ -186,33 +151,28 @@ def run_bag(
 
     ``outputs``: output suffixes to write (default: those the parameters switch on); ``~/label_info`` and
     ``/diagnostics`` are always written. ``pipeline``: an already built pipeline (tests); otherwise one is
-    built from ``params`` like the node does. Raises BagToolError (or loading.ModelLoadError) with a clear
+    built from ``params`` like the node does. Raises BagError (or loading.ModelLoadError) with a clear
     message; on any failure the partial output is removed.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
     params = params or NodeParams()
     input_path, output_path = Path(input_path), Path(output_path)
-    if storage not in STORAGES:
-        raise BagToolError(f"storage must be one of {STORAGES}, got {storage!r}")
-    if distro not in BAG_VERSIONS:
-        raise BagToolError(f"distro must be one of {sorted(BAG_VERSIONS)}, got {distro!r}")
+    check_writer_options(storage, distro)
     wanted = list(params.enabled_outputs() if outputs is None else outputs)
     unknown = sorted(set(wanted) - set(OUTPUTS))
     if unknown:
-        raise BagToolError(f"unknown outputs {unknown}; expected some of {list(OUTPUTS)}")
+        raise BagError(f"unknown outputs {unknown}; expected some of {list(OUTPUTS)}")
     wanted = [s for s in OUTPUTS if s in wanted]
     namespace = "/" + namespace.strip("/") if namespace.strip("/") else ""
     if output_path.exists() or output_path.is_symlink():
-        raise BagToolError(f"output {output_path} already exists; choose a new path (outputs are never overwritten)")
+        raise BagError(f"output {output_path} already exists; choose a new path (outputs are never overwritten)")
     if not output_path.parent.is_dir():
-        raise BagToolError(f"output folder {output_path.parent} does not exist")
+        raise BagError(f"output folder {output_path.parent} does not exist")
 
     reader = open_reader(input_path)
     try:
         image_conns, info_conns, compressed = select_topics(reader, image_topic, camera_info_topic)
         if pipeline is None:
-            from .loading import build_pipeline
+            from ..loading import build_pipeline
 
             pipeline, model = build_pipeline(params, distro)
             log(model.describe())
@@ -224,12 +184,13 @@ def run_bag(
         try:
             staging.mkdir()
         except OSError as error:
-            raise BagToolError(f"cannot write next to {output_path}: {error}") from error
+            raise BagError(f"cannot write next to {output_path}: {error}") from error
         try:
-            writer = Writer(staging / output_path.name, version=BAG_VERSIONS[distro],
-                            storage_plugin={"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage])
-            with writer:
-                _convert(reader, writer, pipeline, image_conns, info_conns, wanted, namespace, summary, progress)
+            with open_writer(staging / output_path.name, storage, distro) as writer:
+                try:
+                    _convert(reader, writer, pipeline, image_conns, info_conns, wanted, namespace, summary, progress)
+                except BagError as error:  # the input broke mid-way: say that the partial output is gone
+                    raise BagError(f"{error}; no output was written") from error
             os.replace(staging / output_path.name, output_path)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -245,20 +206,20 @@ def _convert(reader, writer, pipeline: FramePipeline, image_conns, info_conns, w
     store = pipeline.store
     connections = {
         suffix: writer.add_connection(f"{namespace}/{suffix}", OUTPUT_TYPES[suffix], typestore=store,
-                                      offered_qos_profiles=[_qos()])
+                                      offered_qos_profiles=[offered_qos()])
         for suffix in wanted
     }
     label_conn = writer.add_connection(f"{namespace}/label_info", m.LABEL_INFO, typestore=store,
-                                       offered_qos_profiles=[_qos(transient_local=True)])
+                                       offered_qos_profiles=[offered_qos(transient_local=True)])
     diag_conn = writer.add_connection("/diagnostics", m.DIAGNOSTIC_ARRAY, typestore=store,
-                                      offered_qos_profiles=[_qos()])
+                                      offered_qos_profiles=[offered_qos()])
     image_ids = {c.id for c in image_conns}
     total = sum(c.msgcount for c in image_conns)
     start = time.perf_counter()
     state = {"info": None, "label_written": False, "next_diag": None, "last_image": None, "last_diag": None}
 
     def write_diagnostics(log_time: int) -> None:
-        writer.write(diag_conn, log_time, pipeline.diagnostics(_split_ns(log_time))[1])
+        writer.write(diag_conn, log_time, pipeline.diagnostics(m.split_stamp(log_time))[1])
         summary.written["/diagnostics"] += 1
         state["next_diag"], state["last_diag"] = log_time + DIAGNOSTICS_PERIOD_NS, log_time
 
@@ -267,7 +228,7 @@ def _convert(reader, writer, pipeline: FramePipeline, image_conns, info_conns, w
         summary.frames_in += 1
         if not state["label_written"]:
             header = result.header
-            stamp = (header.stamp.sec, header.stamp.nanosec) if header is not None else _split_ns(log_time)
+            stamp = (header.stamp.sec, header.stamp.nanosec) if header is not None else m.split_stamp(log_time)
             frame_id = header.frame_id if header is not None else ""
             writer.write(label_conn, log_time, pipeline.label_info(stamp, frame_id)[1])
             summary.written[label_conn.topic] += 1
@@ -289,7 +250,7 @@ def _convert(reader, writer, pipeline: FramePipeline, image_conns, info_conns, w
 
     pending: list[tuple[int, bytes]] = []  # images at the newest log time, waiting for same-time camera_info
     with tqdm(total=total, unit="frame", desc="panopticdepth bag", disable=not progress) as bar:
-        for connection, log_time, data in _read(reader, [*image_conns, *info_conns], summary):
+        for connection, log_time, data in read_messages(reader, [*image_conns, *info_conns]):
             if pending and log_time > pending[0][0]:
                 for item in pending:
                     process(*item)
@@ -303,13 +264,3 @@ def _convert(reader, writer, pipeline: FramePipeline, image_conns, info_conns, w
     if state["last_image"] is not None and state["last_diag"] != state["last_image"]:
         write_diagnostics(state["last_image"])  # the final counts
     summary.seconds = time.perf_counter() - start
-
-
-def _read(reader, connections: list, summary: BagSummary | None):
-    """reader.messages(), with read errors (a truncated or corrupt input) turned into one BagToolError."""
-    def failed(error: Exception, _: int) -> BagToolError:
-        where = f"after {summary.frames_in} frames " if summary is not None else ""
-        return BagToolError(f"{reader.path}: reading failed {where}({type(error).__name__}: {error}); the input "
-                            "bag looks truncated or corrupt, no output was written")
-
-    return guarded_messages(reader, connections, failed)

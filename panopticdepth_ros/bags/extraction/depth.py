@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conversions import FrameError
-from .extract_images import fit_to_image, image_array
-from .messages import pointcloud2_to_array
+from ...conversions import FrameError, fit_to_image, image_array
+from ...messages import pointcloud2_to_array
 
 MIN_LIDAR_DEPTH = 0.01  # metres: points closer to the image plane than this are dropped
 
