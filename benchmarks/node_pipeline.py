@@ -22,7 +22,8 @@ import numpy as np
 
 from panopticdepth_core.inference.pointcloud import CLOUD_DTYPE, depth_to_cloud
 from panopticdepth_ros import messages as m
-from panopticdepth_ros.frame_pipeline import OUTPUTS, STAGES, FramePipeline, PipelineSettings
+from panopticdepth_ros.diagnostics import STAGES
+from panopticdepth_ros.frame_pipeline import OUTPUTS, FramePipeline, PipelineSettings
 
 
 class FakePredictor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,6 +29,7 @@ from .conversions import (
     resize_nearest,
     stamp_seconds,
 )
+from .diagnostics import PipelineStats
 
 #: Output topic suffixes (published as ``~/<suffix>``) and their message types.
 OUTPUT_TYPES: dict[str, str] = {
@@ -47,7 +47,6 @@ OUTPUTS: tuple[str, ...] = tuple(OUTPUT_TYPES)
 OUTPUTS_NEEDING_INTRINSICS = frozenset({"depth/camera_info", "points", "instances"})
 #: Outputs that need a depth head.
 OUTPUTS_NEEDING_DEPTH = frozenset({"depth", "depth/camera_info", "points", "instances"})
-STAGES: tuple[str, ...] = ("decode", "preprocess", "model", "postprocess", "cloud", "messages")
 CLOUD_COLORS = ("overlay", "image", "panoptic")
 
 
@@ -119,76 +118,6 @@ class FrameResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-class PipelineStats:
-    """Counters and windows behind /diagnostics: frames in, processed, dropped (by reason), latency, rate."""
-
-    def __init__(self, window: int = 100, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.frames_in = 0
-        self.processed = 0
-        self.dropped: Counter[str] = Counter()
-        self.last_drop_reason = ""
-        self.latencies: deque[float] = deque(maxlen=window)  # seconds, receive -> outputs serialized
-        self.stamp_latencies: deque[float] = deque(maxlen=window)  # seconds, header stamp -> outputs ready
-        self.done_times: deque[float] = deque(maxlen=window)
-        self.stage_times: deque[dict[str, float]] = deque(maxlen=window)
-        self._reported_drops = 0
-
-    def note_dropped(self, code: str, reason: str = "") -> None:
-        """Count a dropped frame (the node calls this too, e.g. code "busy" when frames arrive too fast)."""
-        self.dropped[code] += 1
-        if reason:
-            self.last_drop_reason = reason
-
-    def note_processed(self, latency: float, timings: dict[str, float], stamp_latency: float | None) -> None:
-        self.processed += 1
-        self.latencies.append(latency)
-        self.done_times.append(self.clock())
-        self.stage_times.append(dict(timings))
-        if stamp_latency is not None and math.isfinite(stamp_latency):
-            self.stamp_latencies.append(stamp_latency)
-
-    def rate(self) -> float:
-        """Processed frames per second over the window (0 with fewer than two frames)."""
-        if len(self.done_times) < 2:
-            return 0.0
-        span = self.done_times[-1] - self.done_times[0]
-        return (len(self.done_times) - 1) / span if span > 0 else 0.0
-
-    def values(self) -> dict[str, object]:
-        """Key/value pairs for a DiagnosticStatus (times in milliseconds)."""
-        values: dict[str, object] = {
-            "frames in": self.frames_in,
-            "frames processed": self.processed,
-            "frames dropped": sum(self.dropped.values()),
-        }
-        for code, count in sorted(self.dropped.items()):
-            values[f"dropped ({code})"] = count
-        values["rate (Hz)"] = self.rate()
-        latencies = np.asarray(self.latencies, dtype=np.float64) * 1e3
-        values["latency mean (ms)"] = float(latencies.mean()) if latencies.size else math.nan
-        values["latency max (ms)"] = float(latencies.max()) if latencies.size else math.nan
-        if self.stamp_latencies:
-            values["latency from stamp mean (ms)"] = float(np.mean(self.stamp_latencies) * 1e3)
-        for stage in STAGES:
-            samples = [t[stage] for t in self.stage_times if stage in t]
-            values[f"{stage} mean (ms)"] = float(np.mean(samples) * 1e3) if samples else math.nan
-        if self.last_drop_reason:
-            values["last drop reason"] = self.last_drop_reason
-        return values
-
-    def level_and_message(self) -> tuple[int, str]:
-        """WARN when frames were dropped since the last report or none got through; else OK."""
-        dropped = sum(self.dropped.values())
-        new_drops, self._reported_drops = dropped - self._reported_drops, dropped
-        summary = f"{self.processed}/{self.frames_in} frames processed, {self.rate():.1f} Hz"
-        if self.frames_in and not self.processed:
-            return 1, f"no frame processed yet ({dropped} dropped): {self.last_drop_reason or 'see values'}"
-        if new_drops > 0:
-            return 1, f"{new_drops} frames dropped since the last report; {summary}"
-        return 0, summary
-
-
 def _to_numpy(value) -> np.ndarray | None:
     if value is None:
         return None
@@ -243,11 +172,15 @@ class FramePipeline:
         msg = m.label_info_message(self.store, header, self.class_names, self.settings.label_threshold)
         return m.LABEL_INFO, m.serialize(msg, m.LABEL_INFO, self.store)
 
-    def diagnostics(self, stamp: tuple[int, int] = (0, 0)) -> tuple[str, bytes]:
-        """/diagnostics: one DiagnosticStatus with the counters, latency, rate and mean stage times."""
+    def diagnostics(self, stamp: tuple[int, int] = (0, 0),
+                    extra_values: dict[str, object] | None = None) -> tuple[str, bytes]:
+        """/diagnostics: one DiagnosticStatus with the counters, latency, rate and mean stage times (plus
+        ``extra_values``), at the level of the one rule (``PipelineStats.level_and_message``)."""
         level, message = self.stats.level_and_message()
+        values = self.stats.values()
+        values.update(extra_values or {})
         msg = m.diagnostics_message(self.store, stamp, self.settings.diagnostics_name, self.settings.hardware_id,
-                                    level, message, self.stats.values())
+                                    level, message, values)
         return m.DIAGNOSTIC_ARRAY, m.serialize(msg, m.DIAGNOSTIC_ARRAY, self.store)
 
     # ------------------------------------------------------------------------------------------------ frame

@@ -106,8 +106,6 @@ class WarningThrottle:
         return f"{message} ({held} more like this since the last report, {now - last:.0f} s ago)"
 
 
-#: Drop codes that are expected behaviour, not a problem: they do not turn the diagnostics to WARN.
-EXPECTED_DROPS = frozenset({"busy"})
 BUSY_REASON = "a newer frame arrived before this one was processed (only the newest is kept)"
 
 
@@ -132,10 +130,8 @@ class FrameWorker:
         self.diagnostics_period = diagnostics_period
         self.clock = clock
         self.throttle = WarningThrottle(warn_period, clock)
-        self.idle_frames = 0  # frames taken while no output had a subscriber (not processed, not dropped)
         self._pending_settings = None
         self._next_diagnostics = clock() + diagnostics_period
-        self._reported_problems = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -198,7 +194,7 @@ class FrameWorker:
     def _process(self, frame: Frame) -> bool:
         wanted = list(self.wanted())
         if not wanted:
-            self.idle_frames += 1
+            self.pipeline.stats.idle_frames += 1
             return False
         if self._pending_settings is not None:
             self.pipeline.settings, self._pending_settings = self._pending_settings, None
@@ -217,37 +213,10 @@ class FrameWorker:
             self.warn(message)
 
     # -------------------------------------------------------------------------------------- diagnostics
-    def diagnostics_level(self) -> tuple[int, str]:
-        """WARN when frames were skipped for a problem (not merely "busy") since the last report, or none got
-        through; else OK. Returns (level, message)."""
-        stats = self.pipeline.stats
-        problems = sum(n for code, n in stats.dropped.items() if code not in EXPECTED_DROPS)
-        new_problems, self._reported_problems = problems - self._reported_problems, problems
-        busy = sum(n for code, n in stats.dropped.items() if code in EXPECTED_DROPS)
-        summary = (f"{stats.processed}/{stats.frames_in} frames processed ({busy} dropped as stale), "
-                   f"{stats.rate():.1f} Hz")
-        if stats.frames_in and not stats.processed and problems:
-            return 1, f"no frame processed yet: {stats.last_drop_reason or 'see values'}"
-        if new_problems > 0:
-            return 1, f"{new_problems} frames skipped since the last report ({stats.last_drop_reason}); {summary}"
-        if stats.frames_in == 0 and self.idle_frames == 0:
-            return 0, "waiting for images"
-        if stats.frames_in == 0:
-            return 0, f"idle: {self.idle_frames} frames received, no output has a subscriber"
-        return 0, summary
-
     def diagnostics_bytes(self) -> bytes:
-        """CDR of a DiagnosticArray with the pipeline's counters plus the worker's."""
-        from . import messages as m
-
-        pipeline, settings = self.pipeline, self.pipeline.settings
-        level, message = self.diagnostics_level()
-        values = pipeline.stats.values()
-        values["frames idle (no subscribers)"] = self.idle_frames
-        values.update(self.extra_values())
-        msg = m.diagnostics_message(pipeline.store, self.stamp(), settings.diagnostics_name, settings.hardware_id,
-                                    level, message, values)
-        return m.serialize(msg, m.DIAGNOSTIC_ARRAY, pipeline.store)
+        """CDR of a DiagnosticArray: the pipeline's counters and level (the rule `panopticdepth bag` uses too)
+        plus the node's own values."""
+        return self.pipeline.diagnostics(self.stamp(), self.extra_values())[1]
 
     def publish_diagnostics(self) -> None:
         self._next_diagnostics = self.clock() + self.diagnostics_period

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import array
 import importlib
+import itertools
 import math
 import sys
 import threading
@@ -301,7 +302,7 @@ def test_worker_publishes_only_wanted_outputs_and_counts_everything() -> None:
 
     recorder.wanted = []  # nobody listens: the model does not run
     mailbox.put(Frame(image, info, 0.0))
-    assert worker.step() is False and predictor.calls == 1 and worker.idle_frames == 1
+    assert worker.step() is False and predictor.calls == 1 and worker.pipeline.stats.idle_frames == 1
 
     recorder.wanted = ["points"]
     mailbox.put(Frame(b"\x00\x01garbage", info, 0.0))
@@ -338,6 +339,32 @@ def test_busy_drops_alone_keep_diagnostics_ok_and_settings_update_between_frames
     worker.step()
     cloud = m.deserialize(recorder.published[-1][1], m.POINT_CLOUD2, store)
     assert (cloud.height, cloud.width) == (4, 6) and pipeline.settings.cloud_stride == 2
+
+
+def test_node_and_bag_tool_report_the_same_diagnostics() -> None:
+    """One rule for /diagnostics: the node's worker and `panopticdepth bag` (which reports straight from its
+    pipeline) give the same level and message for the same frames, busy drops included."""
+    store = m.get_store()
+    recorder = _Recorder()
+    worker, node_pipeline, mailbox = _worker(lambda: 0.0, recorder)
+    bag_pipeline = FramePipeline(FakePredictor())
+    for pipeline in (node_pipeline, bag_pipeline):  # the same clock, so the same rate
+        pipeline.stats.clock = itertools.count().__next__
+    image, info = _image_bytes(store), _camera_info_bytes(store)
+    reports = []
+    for frames in ([image], [b"\x00\x01garbage"], [image, image], [image]):
+        for data in frames:
+            mailbox.put(Frame(data, info, 0.0))
+        worker.step()
+        for _ in frames[:-1]:  # the bag tool never drops a frame as stale; count it the way the worker does
+            bag_pipeline.stats.frames_in += 1
+            bag_pipeline.stats.note_dropped("busy")
+        bag_pipeline.process(frames[-1], info, recorder.wanted)
+        node_level, node_message, _ = _diagnostics(worker.diagnostics_bytes())
+        bag_level, bag_message, _ = _diagnostics(bag_pipeline.diagnostics(STAMP)[1])
+        assert (node_level, node_message) == (bag_level, bag_message)
+        reports.append(node_level)
+    assert reports == [0, 1, 0, 0]  # a bad frame warns once; stale drops alone do not
 
 
 def test_worker_thread_starts_and_stops() -> None:
