@@ -50,69 +50,46 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_model_files(params: NodeParams, extra_roots: Iterable[str | Path] = ()) -> tuple[Path | None, Path]:
-    """(config file or None = the config embedded in the weights, weights file) for ``params``."""
-    from panopticdepth_core.inference.model_files import ModelFilesError, default_model_files
+def model_source(params: NodeParams, extra_roots: Iterable[str | Path] = ()):
+    """The config and weights ``params`` ask for, by the rule `panopticdepth predict` follows too
+    (``panopticdepth_core.inference.model_files.resolve_model``); errors name the parameter."""
+    from panopticdepth_core.checkpoint.io import CheckpointError
+    from panopticdepth_core.config import ConfigError
+    from panopticdepth_core.inference.model_files import ModelFilesError, resolve_model
 
-    if not params.weights:
-        if params.model_config:
-            raise ModelLoadError("parameter 'model_config' is set but 'weights' is not; set both, or neither for "
-                                 "the shipped model")
-        try:
-            config, weights = default_model_files(extra_roots)
-        except ModelFilesError as error:
-            raise ModelLoadError(f"parameter 'weights' is empty and {error}") from error
-        return config, weights
-    weights = Path(params.weights).expanduser()
-    if not weights.is_file():
-        raise ModelLoadError(f"parameter 'weights': file not found: {weights}")
-    if not params.model_config:
-        return None, weights
-    config = Path(params.model_config).expanduser()
-    if not config.is_file():
-        raise ModelLoadError(f"parameter 'model_config': file not found: {config}")
-    return config, weights
+    try:
+        return resolve_model(params.model_config or None, params.weights or None, params.config_overrides(),
+                             extra_roots, names=("parameter 'model_config'", "parameter 'weights'"))
+    except ModelFilesError as error:
+        raise ModelLoadError(str(error)) from error
+    except (ConfigError, CheckpointError) as error:
+        raise ModelLoadError(f"cannot load the model {params.weights or '(shipped)'}: {error}") from error
 
 
 def load_model(params: NodeParams, extra_roots: Iterable[str | Path] = ()) -> LoadedModel:
     """Build the Predictor for ``params`` (model files, overrides, device, precision, resize) and warm it up."""
-    from panopticdepth_core.checkpoint.io import CheckpointError, checkpoint_config
-    from panopticdepth_core.config import ConfigError, load_config
-    from panopticdepth_core.config.loading import validate_config
+    from panopticdepth_core.checkpoint.io import CheckpointError
+    from panopticdepth_core.config import ConfigError
     from panopticdepth_core.inference.predictor import Predictor
 
     start = time.perf_counter()
-    config, weights = resolve_model_files(params, extra_roots)
+    source = model_source(params, extra_roots)
     device = resolve_device(params.device)
     try:
-        if config is not None:
-            cfg = load_config(config, params.config_overrides())
-            config_source = str(config)
-        else:
-            embedded = checkpoint_config(weights)
-            if embedded is None:
-                raise ModelLoadError(f"parameter 'model_config' is empty and {weights} carries no config; set "
-                                     "model_config to the YAML the weights were trained with")
-            cfg = embedded.clone().defrost()
-            cfg.merge_from_list(params.config_overrides())
-            validate_config(cfg, source=f"{weights} (embedded config)")
-            cfg.freeze()
-            config_source = f"{weights} (embedded config)"
         predictor = Predictor(
-            cfg, weights, device=device, precision=params.precision,
+            source.cfg, source.weights, device=device, precision=params.precision,
             min_size=None if params.input_min_size < 0 else params.input_min_size,
             max_size=None if params.input_max_size < 0 else params.input_max_size,
         )
         if params.warmup:
             predictor(np.zeros((*WARMUP_SIZE, 3), np.uint8))
-    except ModelLoadError:
-        raise
     except (ConfigError, CheckpointError) as error:
-        raise ModelLoadError(f"cannot load the model {weights}: {error}") from error
+        raise ModelLoadError(f"cannot load the model {source.weights}: {error}") from error
     except (RuntimeError, OSError, ValueError) as error:  # CUDA missing or out of memory, unreadable files
-        raise ModelLoadError(f"cannot load the model {weights} on {device}: {type(error).__name__}: {error}") from error
-    return LoadedModel(predictor, config_source, weights, device, float(cfg.MODEL.INFERENCE.INST_THRES),
-                       time.perf_counter() - start)
+        raise ModelLoadError(f"cannot load the model {source.weights} on {device}: {type(error).__name__}: "
+                             f"{error}") from error
+    return LoadedModel(predictor, source.config_source, source.weights, device,
+                       float(source.cfg.MODEL.INFERENCE.INST_THRES), time.perf_counter() - start)
 
 
 def build_pipeline(params: NodeParams, distro: str = "humble",

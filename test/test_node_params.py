@@ -21,7 +21,7 @@ from tiny_model import TINY_NODE_MODEL, tiny_cfg, write_random_model
 from panopticdepth_core.inference import model_files
 from panopticdepth_ros import messages as m
 from panopticdepth_ros.frame_pipeline import OUTPUTS, FramePipeline
-from panopticdepth_ros.loading import ModelLoadError, load_model, resolve_model_files
+from panopticdepth_ros.loading import ModelLoadError, load_model, model_source
 from panopticdepth_ros.params import (
     OUTPUT_TOGGLES,
     PARAMETERS,
@@ -167,13 +167,13 @@ def test_default_model_files_search_order_and_error(tmp_path: Path) -> None:
 
 def test_model_file_errors_name_the_parameter(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="'weights': file not found: .*nope.safetensors"):
-        resolve_model_files(validate({"weights": str(tmp_path / "nope.safetensors")}))
-    with pytest.raises(ModelLoadError, match="'model_config' is set but 'weights' is not"):
-        resolve_model_files(validate({"model_config": "cfg.yaml"}))
+        model_source(validate({"weights": str(tmp_path / "nope.safetensors")}))
+    with pytest.raises(ModelLoadError, match="'model_config' is set but parameter 'weights' is not"):
+        model_source(validate({"model_config": "cfg.yaml"}))
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelLoadError, match="'model_config': file not found"):
-        resolve_model_files(validate({"weights": str(weights), "model_config": str(tmp_path / "c.yaml")}))
+        model_source(validate({"weights": str(weights), "model_config": str(tmp_path / "c.yaml")}))
     with pytest.raises(ModelLoadError, match="w.safetensors"):  # damaged weights: a clear error, no crash
         load_model(validate({"weights": str(weights), "device": "cpu"}))
 

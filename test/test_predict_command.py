@@ -63,3 +63,19 @@ def test_predict_names_a_missing_input(tiny_model, tmp_path: Path, capsys) -> No
     code = main(["predict", "--input", str(tmp_path / "nope.png"), "--output", str(tmp_path / "o"),
                  "--config", str(config), "--weights", str(weights)])
     assert code == 2 and "nope.png" in capsys.readouterr().err
+
+
+def test_predict_reads_the_config_stored_in_the_weights(tiny_model, tmp_path: Path, capsys) -> None:
+    """Like `panopticdepth bag` and the node: --weights alone brings its own config (the tiny model has 32-channel
+    heads, so the shipped model's config could not load these weights)."""
+    config, weights = tiny_model
+    gt = write_synthetic_dataset(tmp_path / "gt", num=1, size=(64, 128), seed=4, split="val", progress=False)
+    with_config, weights_only = tmp_path / "a", tmp_path / "b"
+    assert main(["predict", "--input", str(gt), "--output", str(with_config), "--config", str(config),
+                 "--weights", str(weights), "--quiet", "--no-vis"]) == 0
+    assert main(["predict", "--input", str(gt), "--output", str(weights_only), "--weights", str(weights),
+                 "--quiet", "--no-vis"]) == 0
+    for written in sorted(with_config.glob("*.png")):
+        assert written.read_bytes() == (weights_only / written.name).read_bytes(), written.name
+    code = main(["predict", "--input", str(gt), "--output", str(tmp_path / "c"), "--config", str(config)])
+    assert code == 1 and "--config is set but --weights is not" in capsys.readouterr().err

@@ -19,7 +19,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="image files and/or folders (a folder in the Cityscapes-DPS layout: its "
                              "*_leftImg8bit.png frames; any other folder: its .png/.jpg files)")
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the prediction files")
-    parser.add_argument("--config", metavar="YAML", help="model config (default: the shipped small model's)")
+    parser.add_argument("--config", metavar="YAML", help="model config (default: the config stored in the weights "
+                        "file; with neither flag, the shipped small model)")
     parser.add_argument("--weights", metavar="FILE", help="model weights, .safetensors (default: the shipped model)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
@@ -55,9 +56,11 @@ def collect_inputs(paths: list[str]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from panopticdepth_core.checkpoint.io import CheckpointError
+    from panopticdepth_core.config import ConfigError
     from panopticdepth_core.data.image_io import read_rgb
     from panopticdepth_core.evaluation.result_io import write_prediction
-    from panopticdepth_core.inference.model_files import default_model_files
+    from panopticdepth_core.inference.model_files import ModelFilesError, resolve_model
     from panopticdepth_core.inference.predictor import Predictor
 
     try:
@@ -65,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"panopticdepth predict: {exc}", file=sys.stderr)
         return 2
-    config, weights = args.config, args.weights
-    if config is None or weights is None:
-        default_config, default_weights = default_model_files()
-        config = config or default_config
-        weights = weights or default_weights
-    predictor = Predictor.from_files(config, weights, overrides=args.opts, device=args.device,
-                                     precision=args.precision, min_size=args.min_size)
+    try:  # the same rule as `panopticdepth bag` and the node: weights alone bring their own config
+        model = resolve_model(args.config, args.weights, args.opts)
+        predictor = Predictor(model.cfg, model.weights, device=args.device, precision=args.precision,
+                              min_size=args.min_size)
+    except (ModelFilesError, ConfigError, CheckpointError) as exc:
+        print(f"panopticdepth predict: error: {exc}", file=sys.stderr)
+        return 1
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     max_depth = predictor.cfg.MODEL.DEPTH_HEAD.MAX_DEPTH

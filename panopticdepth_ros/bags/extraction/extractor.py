@@ -297,11 +297,13 @@ class _Extractor:
 
     # -------------------------------------------------------------------------------------- metadata
     def _load_predictor(self) -> None:
+        from panopticdepth_core.inference.model_files import resolve_model
         from panopticdepth_core.inference.predictor import Predictor
 
         config, weights = self.opts.pseudo_labels
         try:
-            predictor = Predictor.from_files(config, weights, device=self.opts.device)
+            model = resolve_model(config, weights, names=("--pseudo-labels CONFIG", "--pseudo-labels WEIGHTS"))
+            predictor = Predictor(model.cfg, model.weights, device=self.opts.device)
         except Exception as exc:
             raise BagError(f"--pseudo-labels {config} {weights}: cannot load the model ({type(exc).__name__}: "
                            f"{exc})") from exc
