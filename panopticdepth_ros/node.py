@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import signal
 import sys
+import threading
 
 try:
     import rclpy
@@ -23,7 +25,9 @@ try:
     from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+    from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
 except ImportError as _error:  # pragma: no cover - exercised only without ROS
     raise ImportError(
         "panopticdepth_ros.node needs ROS 2 (rclpy, Humble or Jazzy): source /opt/ros/<distro>/setup.bash and "
@@ -40,6 +44,8 @@ from .worker import Frame, FrameMailbox, FrameWorker
 NODE_NAME = "panopticdepth_node"
 PACKAGE_NAME = "panopticdepth_ros"
 WARN_PERIOD_S = 5.0
+#: How often the main loop looks at the stop request between executor waits (seconds).
+SPIN_PERIOD_S = 0.1
 
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
@@ -83,7 +89,12 @@ class PanopticDepthNode(LifecycleNode):
         for name, spec in PARAMETERS.items():
             # Dynamic typing: validate() converts and range-checks with messages that name the parameter.
             descriptor = ParameterDescriptor(description=spec.description, dynamic_typing=True)
-            self.declare_parameter(name, list(spec.default) if spec.kind == "int[]" else spec.default, descriptor)
+            declared = self.declare_parameter(name, list(spec.default) if spec.kind == "int[]" else spec.default,
+                                              descriptor)
+            if spec.kind == "int[]" and declared.type_ != Parameter.Type.INTEGER_ARRAY and not declared.value:
+                # rclpy types an empty list as a byte array (every element of [] is "bytes"); say what it is, so
+                # `ros2 param describe/dump/set` treat it as the integer list it is.
+                self.set_parameters([Parameter(name, Parameter.Type.INTEGER_ARRAY, [])])
         # A ParameterError here reaches main(), which logs it (the parameter named) and exits with status 1.
         self.node_params: NodeParams = validate(self._parameter_values())
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -261,39 +272,58 @@ class PanopticDepthNode(LifecycleNode):
         self._release()
 
 
+def _stop_on_signals() -> tuple[threading.Event, dict]:
+    """An event that SIGINT and SIGTERM set (instead of raising KeyboardInterrupt anywhere), and the handlers
+    it replaced. Why: rclpy's own handlers shut the context down at once and then re-raise KeyboardInterrupt at an
+    arbitrary point of the main thread, so the worker could publish into a dead context and the process died of
+    the signal (exit -2 under `ros2 launch`). Here the main loop sees the request, stops the worker while the
+    context is still valid, and exits 0."""
+    stop = threading.Event()
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    return stop, previous
+
+
 def main(args: list[str] | None = None) -> int:
-    """Entry point of `ros2 run panopticdepth_ros panopticdepth_node`."""
-    rclpy.init(args=args)
-    logger = rclpy.logging.get_logger(NODE_NAME)
+    """Entry point of `ros2 run panopticdepth_ros panopticdepth_node`; exits 0 on SIGINT and SIGTERM."""
+    stop, previous_handlers = _stop_on_signals()
     try:
-        node = PanopticDepthNode()
-    except ParameterError as error:
-        logger.error(f"invalid parameters: {error}")
-        rclpy.shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    if node.node_params.autostart:
-        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            node.trigger_activate()
-        else:
-            node.get_logger().error(
-                "autostart: configure failed (see above); the node stays unconfigured. Fix the parameter, then "
-                f"`ros2 lifecycle set {node.get_fully_qualified_name()} configure`")
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        logger = rclpy.logging.get_logger(NODE_NAME)
         try:
-            node.stop()
-        except Exception as error:  # the context may already be shut down; exiting anyway
-            logger.debug(f"while stopping: {type(error).__name__}: {error}")
-        executor.remove_node(node)
-        node.destroy_node()
-        if rclpy.ok():
+            node = PanopticDepthNode()
+        except ParameterError as error:
+            logger.error(f"invalid parameters: {error}")
             rclpy.shutdown()
-    return 0
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        if node.node_params.autostart and not stop.is_set():
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+            else:
+                node.get_logger().error(
+                    "autostart: configure failed (see above); the node stays unconfigured. Fix the parameter, then "
+                    f"`ros2 lifecycle set {node.get_fully_qualified_name()} configure`")
+        try:
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+        except ExternalShutdownException:  # another part of the process shut the context down
+            pass
+        finally:
+            try:
+                node.stop()  # the worker finishes its frame and stops while the context can still publish
+            except Exception as error:  # exiting anyway; say why the clean stop failed
+                logger.warning(f"while stopping: {type(error).__name__}: {error}")
+            executor.remove_node(node)
+            node.destroy_node()
+            if rclpy.ok():
+                rclpy.shutdown()
+        return 0
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

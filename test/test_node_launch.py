@@ -10,7 +10,9 @@ lifecycle state and /diagnostics. Run after `colcon build`:
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -75,6 +77,7 @@ def _tiny_model(folder: str) -> str:
 @pytest.mark.launch_test
 def generate_test_description():
     folder = tempfile.mkdtemp(prefix="panopticdepth_launch_test_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the model and params, once the run is over
     params = Path(folder) / "params.yaml"
     params.write_text(f"/**:\n  ros__parameters:\n    weights: \"{_tiny_model(folder)}\"\n    device: cpu\n"
                       "    diagnostics_period: 0.5\n")
@@ -184,4 +187,5 @@ class TestNodeOutputs(unittest.TestCase):
 @launch_testing.post_shutdown_test()
 class TestShutdown(unittest.TestCase):
     def test_exit_code(self, proc_info) -> None:
-        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0, -2, -15])
+        """launch stops the node with SIGINT (SIGTERM if that is not enough): it must exit cleanly, with 0."""
+        launch_testing.asserts.assertExitCodes(proc_info, allowable_exit_codes=[0])

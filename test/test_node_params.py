@@ -7,6 +7,8 @@ import array
 import importlib
 import itertools
 import math
+import os
+import signal
 import sys
 import threading
 import time
@@ -402,6 +404,24 @@ class _Result:
     SUCCESS, FAILURE, ERROR = "success", "failure", "error"
 
 
+class _Parameter:
+    """Stand-in for rclpy.parameter.Parameter, with rclpy's type inference for lists (its from_parameter_value:
+    a list whose elements are all bytes is a BYTE_ARRAY, and so is the empty list)."""
+
+    class Type:
+        NOT_SET, BYTE_ARRAY, INTEGER_ARRAY, OTHER = "not set", "byte array", "integer array", "other"
+
+    def __init__(self, name: str, type_=None, value=None) -> None:
+        if type_ is None:
+            if isinstance(value, list) and all(isinstance(v, bytes) for v in value):
+                type_ = self.Type.BYTE_ARRAY
+            elif isinstance(value, list) and all(isinstance(v, int) for v in value):
+                type_ = self.Type.INTEGER_ARRAY
+            else:
+                type_ = self.Type.NOT_SET if value is None else self.Type.OTHER
+        self.name, self.type_, self.value = name, type_, value
+
+
 class _Publisher:
     def __init__(self, msg_type, topic: str, qos) -> None:
         self.msg_type, self.topic, self.qos = msg_type, topic, qos
@@ -441,21 +461,24 @@ class _FakeLifecycleNode:
     # parameters
     def declare_parameter(self, name, value, descriptor):
         assert descriptor.dynamic_typing is True
-        self._values[name] = self._overrides.get(name, value)
+        self._values[name] = _Parameter(name, value=self._overrides.get(name, value))
+        return self._values[name]
 
     def get_parameter(self, name):
-        return SimpleNamespace(value=self._values[name])
+        return self._values[name]
 
     def add_on_set_parameters_callback(self, callback) -> None:
         self._callbacks.append(callback)
 
-    def set_parameters(self, values: dict):
-        params = [SimpleNamespace(name=k, value=v) for k, v in values.items()]
+    def set_parameters(self, values):
+        """rclpy takes a list of Parameters; the tests may pass a {name: value} dict."""
+        if isinstance(values, dict):
+            values = [_Parameter(k, value=v) for k, v in values.items()]
         for callback in self._callbacks:
-            result = callback(params)
+            result = callback(values)
             if not result.successful:
                 return result
-        self._values.update(values)
+        self._values.update({p.name: p for p in values})
         return SimpleNamespace(successful=True)
 
     # entities
@@ -543,7 +566,9 @@ def fake_ros(monkeypatch: pytest.MonkeyPatch):
         return mod
 
     class Executor:
-        spin_error: type[BaseException] = KeyboardInterrupt
+        """Each wait is "interrupted": a real SIGINT to this process, which node.main must turn into a clean exit."""
+
+        waits = 0
 
         def add_node(self, node) -> None:
             self.node = node
@@ -551,13 +576,19 @@ def fake_ros(monkeypatch: pytest.MonkeyPatch):
         def remove_node(self, node) -> None:
             pass
 
-        def spin(self) -> None:
-            raise self.spin_error()
+        def spin_once(self, timeout_sec=None) -> None:
+            Executor.waits += 1
+            os.kill(os.getpid(), signal.SIGINT)
 
     logs: list[str] = []
     state = {"ok": False}
-    rclpy = module("rclpy", init=lambda args=None: state.update(ok=True), ok=lambda: state["ok"],
-                   shutdown=lambda: state.update(ok=False))
+    def init(args=None, signal_handler_options=None) -> None:
+        assert signal_handler_options == "no", "rclpy's signal handlers re-raise KeyboardInterrupt anywhere"
+        state.update(ok=True)
+
+    rclpy = module("rclpy", init=init, ok=lambda: state["ok"], shutdown=lambda: state.update(ok=False))
+    rclpy.signals = module("rclpy.signals", SignalHandlerOptions=SimpleNamespace(NO="no", ALL="all"))
+    rclpy.parameter = module("rclpy.parameter", Parameter=_Parameter)
     rclpy.logging = module("rclpy.logging", get_logger=lambda name: SimpleNamespace(
         error=logs.append, debug=logs.append, info=logs.append, warning=logs.append))
     rclpy.executors = module("rclpy.executors", ExternalShutdownException=type("ExternalShutdownException",
@@ -651,17 +682,31 @@ def test_node_configure_fails_cleanly_on_missing_weights(fake_ros, tmp_path: Pat
 
 def test_node_main_autostarts_and_rejects_bad_parameters(fake_ros, tiny_weights: Path) -> None:
     _FakeLifecycleNode.global_overrides = {"cloud_stride": -1}
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     try:
         assert fake_ros.node.main([]) == 1
         assert any("cloud_stride" in text for text in fake_ros.logs)
         _FakeLifecycleNode.global_overrides = {"weights": str(tiny_weights), "device": "cpu"}
-        assert fake_ros.node.main([]) == 0  # configures, activates, spins (interrupted at once), cleans up
+        # configures, activates, spins until the SIGINT of the stand-in executor's first wait, cleans up, exits 0
+        assert fake_ros.node.main([]) == 0
+        assert fake_ros.executor.waits == 1
         node = _FakeLifecycleNode.instances[-1]
         label_info = [p for p in node.created if p.topic == "~/label_info"]
         assert len(label_info) == 1 and len(label_info[0].sent) == 1  # it was activated
-        assert node.managed == [] and node._pipeline is None  # and released at exit
+        assert node.managed == [] and node._pipeline is None and node._worker is None  # and released at exit
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
     finally:
         _FakeLifecycleNode.global_overrides = {}
+
+
+def test_node_declares_the_empty_label_list_as_an_integer_array(fake_ros) -> None:
+    """rclpy would type the default [] as a byte array; `ros2 param dump` then writes `[]` for it."""
+    node = fake_ros.node.PanopticDepthNode(parameter_overrides={})
+    declared = node.get_parameter("cloud_exclude_labels")
+    assert declared.type_ == _Parameter.Type.INTEGER_ARRAY and declared.value == []
+    node = fake_ros.node.PanopticDepthNode(parameter_overrides={"cloud_exclude_labels": [10]})
+    assert node.get_parameter("cloud_exclude_labels").value == [10]
+    assert node.node_params.cloud_exclude_labels == (10,)
 
 
 def test_every_parameter_is_documented() -> None:
