@@ -29,7 +29,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
     cfg = load_config(REPO / "config/synthetic/PanopticDepth-R18-synthetic-small.yaml", TINY)
-    return write_random_model(tmp_path_factory.mktemp("model"), cfg)
+    # every pixel labelled: depth everywhere, so depth scaling shows in the files
+    return write_random_model(tmp_path_factory.mktemp("model"), cfg, label_everything=True)
 
 
 def test_predict_then_eval(tiny_model, tmp_path: Path) -> None:
@@ -48,7 +49,9 @@ def test_predict_then_eval(tiny_model, tmp_path: Path) -> None:
         # the files hold what the Predictor returns (depth quantised to 1/256 m by the PNG)
         from panopticdepth_core.data.image_io import read_rgb
 
-        direct = Predictor.from_files(config, weights)(read_rgb(frame))
+        camera = json.loads((gt / f"{stem}_camera.json").read_text())
+        direct = Predictor.from_files(config, weights)(read_rgb(frame), focal=camera["intrinsic"]["fx"])
+        assert (direct.depth > 0).mean() > 0.5
         direct_sem = np.where(direct.semantic == 255, 19, direct.semantic)  # void is written as class 19
         assert np.array_equal(np.where(semantic == 255, 19, semantic), direct_sem)
         assert np.abs(depth - np.clip(direct.depth, 0, 255.99)).max() <= 1 / 256 + 1e-6
@@ -79,3 +82,35 @@ def test_predict_reads_the_config_stored_in_the_weights(tiny_model, tmp_path: Pa
         assert written.read_bytes() == (weights_only / written.name).read_bytes(), written.name
     code = main(["predict", "--input", str(gt), "--output", str(tmp_path / "c"), "--config", str(config)])
     assert code == 1 and "--config is set but --weights is not" in capsys.readouterr().err
+
+
+def test_predict_scales_depth_by_the_camera(tiny_model, tmp_path: Path, capsys) -> None:
+    """X_camera.json next to an image gives its focal length; --focal overrides it; without either the model's
+    canonical camera is assumed and the command says so once. A camera file that is not JSON stops with its path."""
+    config, weights = tiny_model
+    gt = write_synthetic_dataset(tmp_path / "gt", num=2, size=(64, 128), seed=5, split="val", progress=False,
+                                 focal=40.0)
+    common = ["--config", str(config), "--weights", str(weights), "--quiet", "--no-vis"]
+
+    def depths(out: Path) -> list[np.ndarray]:
+        return [read_prediction(p, p.with_name(p.name.replace("_panoptic", "_depth")))[2]
+                for p in sorted(out.glob("*_panoptic.png"))]
+
+    assert main(["predict", "--input", str(gt), "--output", str(tmp_path / "files"), *common]) == 0
+    assert "note:" not in capsys.readouterr().err  # every image had its camera file
+    assert main(["predict", "--input", str(gt), "--output", str(tmp_path / "flag"), "--focal", "80", *common]) == 0
+    for from_files, from_flag in zip(depths(tmp_path / "files"), depths(tmp_path / "flag")):
+        valid = (from_files > 0.5) & (from_files < 120)  # away from the PNG's 1/256 m steps and its 256 m cap
+        assert valid.mean() > 0.5
+        np.testing.assert_allclose(from_flag[valid], 2 * from_files[valid], rtol=0.01, atol=2 / 256)
+    for camera in gt.glob("*_camera.json"):
+        camera.unlink()
+    assert main(["predict", "--input", str(gt), "--output", str(tmp_path / "none"), *common]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "canonical camera" in err and "--focal" in err
+    next(iter(sorted(gt.glob("*_leftImg8bit.png")))).with_name("camera.json").write_text("{not json")
+    code = main(["predict", "--input", str(gt), "--output", str(tmp_path / "bad"), *common])
+    assert code == 1 and "camera.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # argparse: usage error, status 2
+        main(["predict", "--input", str(gt), "--output", str(tmp_path / "bad"), "--focal", "0", *common])
+    assert usage.value.code == 2 and "--focal: must be a positive number" in capsys.readouterr().err

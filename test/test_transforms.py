@@ -39,14 +39,14 @@ def make_sample(h: int = H, w: int = W) -> Sample:
                   depth=depth, intrinsics=K.copy(), name="f")
 
 
-def run(steps, sample: Sample | None = None, seed: int = 0):
+def run(steps, sample: Sample | None = None, seed: int = 0, depth_bound: bool = True, focal_canonical: float = 0.0):
     torch.manual_seed(seed)
-    return SampleTransform(steps)(sample or make_sample())
+    return SampleTransform(steps, depth_bound=depth_bound, focal_canonical=focal_canonical)(sample or make_sample())
 
 
 def test_resize_scales_depth_by_inverse_factor_and_labels_stay_nearest():
     s = make_sample()
-    ex = run([lambda f: resize_frame(f, 2 * H, 2 * W, depth_bound=False)], s)
+    ex = run([lambda f: resize_frame(f, 2 * H, 2 * W)], s, depth_bound=False)
     assert ex.image.shape == (3, 2 * H, 2 * W) and ex.image.dtype == torch.uint8
     t = ex.target
     assert t.semantic.dtype == torch.int64 and t.instance.dtype == torch.int64 and t.depth.dtype == torch.float32
@@ -58,7 +58,7 @@ def test_resize_scales_depth_by_inverse_factor_and_labels_stay_nearest():
     assert (t.depth[::2][::5] == 0).all()  # invalid stays invalid
     np.testing.assert_allclose(ex.intrinsics[0, 0].item(), 80.0)
     # down by 1/3: no new label values either, depth x3 (no bound)
-    small = run([lambda f: resize_frame(f, H // 2, W // 3, depth_bound=False)], s)
+    small = run([lambda f: resize_frame(f, H // 2, W // 3)], s, depth_bound=False)
     assert set(small.target.semantic.unique().tolist()) <= set(np.unique(s.semantic).tolist())
     valid = small.target.depth > 0
     assert small.target.depth[valid].max() > s.depth.max() * 2
@@ -66,7 +66,7 @@ def test_resize_scales_depth_by_inverse_factor_and_labels_stay_nearest():
 
 def test_depth_bound_clips_to_frame_max():
     s = make_sample()
-    ex = run([lambda f: resize_frame(f, H // 2, W // 2, depth_bound=True)], s)
+    ex = run([lambda f: resize_frame(f, H // 2, W // 2)], s, depth_bound=True)
     assert ex.target.depth.max().item() == pytest.approx(float(s.depth.max()))
     assert (ex.target.depth > 0).any()
 

@@ -28,6 +28,10 @@ from torch import Tensor
 from ..config import CfgNode, load_config
 from .io import CheckpointError, save_checkpoint
 
+#: fx in pixels of Cityscapes' left camera at 2048x1024 (``intrinsic.fx`` of its camera/*.json calibration files):
+#: the canonical focal length of the released depth models, trained on full-resolution Cityscapes-DPS frames.
+CITYSCAPES_FOCAL = 2262.52
+
 # ----------------------------------------------------------------------------------------------- key rules
 _TOWERS = {  # released tower prefix -> (our module, released name of its convs)
     "position_head.position_head": ("position_head", "position_head_head"),
@@ -215,6 +219,8 @@ class ConversionReport:
     """What the conversion did, for the printed summary."""
 
     mapped: list[tuple[str, str]] = field(default_factory=list)  # (released, ours)
+    canonical_focal: float | None = None  # stored with the weights (depth models): the camera depth is for
+    canonical_focal_source: str = ""  # where it came from
     skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> released keys
     filled: dict[str, list[str]] = field(default_factory=dict)  # reason -> our keys
     ignored_entries: list[str] = field(default_factory=list)  # top-level entries besides "model"
@@ -227,6 +233,8 @@ class ConversionReport:
             lines.append(f"  filled:  {len(keys)} ({reason})")
         if self.ignored_entries:
             lines.append(f"  ignored top-level entries: {', '.join(self.ignored_entries)}")
+        if self.canonical_focal is not None:
+            lines.append(f"  canonical focal: {self.canonical_focal:g} px ({self.canonical_focal_source})")
         return "\n".join(lines)
 
 
@@ -334,7 +342,12 @@ def target_state_dict(cfg: CfgNode) -> dict[str, Tensor]:
 
 def convert_checkpoint(in_path: str | Path, out_path: str | Path, config: str | Path | CfgNode | None = None,
                        overrides: tuple[str, ...] = ()) -> ConversionReport:
-    """Read a released .pth, convert it for ``config`` (default: the shipped one that fits), write safetensors."""
+    """Read a released .pth, convert it for ``config`` (default: the shipped one that fits), write safetensors.
+
+    Depth models get their canonical focal length stored (MODEL.CANONICAL_FOCAL in the saved config and the
+    ``canonical_focal`` metadata): the config's if it sets one, else Cityscapes' camera (every released depth
+    model was trained on Cityscapes-DPS at full resolution, where depth targets are for that camera).
+    """
     released, ignored = read_released_checkpoint(in_path)
     if isinstance(config, CfgNode):
         cfg = config
@@ -342,6 +355,15 @@ def convert_checkpoint(in_path: str | Path, out_path: str | Path, config: str | 
         cfg = load_config(config or default_config_path(has_depth_heads(released)), overrides)
     converted, report = convert_state_dict(released, target_state_dict(cfg), cfg)
     report.ignored_entries = ignored
+    if cfg.MODEL.DEPTH_ON:
+        if cfg.MODEL.CANONICAL_FOCAL > 0:
+            report.canonical_focal, report.canonical_focal_source = float(cfg.MODEL.CANONICAL_FOCAL), "the config's"
+        else:
+            cfg = cfg.clone().defrost()
+            cfg.MODEL.CANONICAL_FOCAL = CITYSCAPES_FOCAL
+            cfg.freeze()
+            report.canonical_focal = CITYSCAPES_FOCAL
+            report.canonical_focal_source = "Cityscapes' camera, the released models' training camera"
     save_checkpoint(converted, out_path, cfg, metadata={"converted_from": Path(in_path).name,
                                                          "source_format": "detectron2"})
     return report

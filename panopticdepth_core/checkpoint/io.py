@@ -2,12 +2,15 @@
 
 Our checkpoints are ``.safetensors`` files holding the model's state dict; the metadata carries
 ``format=panopticdepth``, the config the weights belong to (``config`` = YAML text, readable back with
-:func:`checkpoint_config`) and any extra strings the caller adds (e.g. the training iteration). Plain PyTorch
+:func:`checkpoint_config`), the model's canonical focal length (``canonical_focal``, pixels at the network input,
+the camera its depth is expressed for: MODEL.CANONICAL_FOCAL, readable with :func:`checkpoint_canonical_focal`
+without parsing the config) and any extra strings the caller adds (e.g. the training iteration). Plain PyTorch
 ``.pth`` / ``.pt`` state dicts are accepted on load, read with ``torch.load(weights_only=True)`` only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +22,8 @@ from ..config import CfgNode, get_default_config
 from ..config.loading import validate_config
 
 FORMAT_NAME = "panopticdepth"
+#: Metadata key of the canonical focal length (MODEL.CANONICAL_FOCAL), a decimal string in pixels.
+CANONICAL_FOCAL_KEY = "canonical_focal"
 _D2_PREFIXES = ("backbone.bottom_up.", "backbone.fpn_lateral", "position_head.position_head.")
 
 
@@ -61,9 +66,14 @@ def save_checkpoint(model: nn.Module | Mapping[str, Tensor], path: str | Path, c
     meta = {"format": FORMAT_NAME}
     if cfg is not None:
         meta["config"] = cfg.dump()
+        if cfg.MODEL.CANONICAL_FOCAL > 0:
+            meta[CANONICAL_FOCAL_KEY] = repr(float(cfg.MODEL.CANONICAL_FOCAL))
     for k, v in (metadata or {}).items():
         if not isinstance(v, str):
             raise CheckpointError(f"metadata value for {k!r} must be a string, got {type(v).__name__}")
+        if k == CANONICAL_FOCAL_KEY and k in meta and _focal_value(v, path) != float(meta[k]):
+            raise CheckpointError(f"{path}: canonical_focal {v} disagrees with the config's MODEL.CANONICAL_FOCAL "
+                                  f"{meta[k]}")
         meta[k] = v
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -121,6 +131,33 @@ def checkpoint_config(path: str | Path) -> CfgNode | None:
         raise CheckpointError(f"{path}: embedded config is not valid YAML: {exc}") from exc
     validate_config(cfg, source=f"{path} (embedded config)")
     return cfg.freeze()
+
+
+def _focal_value(text: str, path: str | Path) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise CheckpointError(f"{path}: metadata {CANONICAL_FOCAL_KEY!r} must be a focal length in pixels, got {text!r}")
+    return value
+
+
+def checkpoint_canonical_focal(path: str | Path) -> float | None:
+    """The canonical focal length (pixels at the network input) a weights file records, or None.
+
+    Read from the ``canonical_focal`` metadata, else from MODEL.CANONICAL_FOCAL of the embedded config; plain
+    ``.pth`` state dicts record none.
+    """
+    if Path(path).suffix != ".safetensors":
+        return None
+    meta = _read_metadata(path)
+    if CANONICAL_FOCAL_KEY in meta:
+        return _focal_value(meta[CANONICAL_FOCAL_KEY], path)
+    cfg = checkpoint_config(path) if meta.get("config") else None
+    if cfg is not None and cfg.MODEL.CANONICAL_FOCAL > 0:
+        return float(cfg.MODEL.CANONICAL_FOCAL)
+    return None
 
 
 def _read_metadata(path: str | Path) -> dict[str, str]:
@@ -196,4 +233,8 @@ def export_weights(source: str | Path, target: str | Path, dtype: str = "fp16",
     cast = {k: v.to(EXPORT_DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
     cfg = load_config(config) if config else (checkpoint_config(source) if Path(source).suffix == ".safetensors"
                                              else None)
-    return save_checkpoint(cast, target, cfg, metadata={"dtype": dtype, "source": Path(source).name})
+    metadata = {"dtype": dtype, "source": Path(source).name}
+    stored = checkpoint_canonical_focal(source)
+    if stored is not None:  # kept even when the config given has none; a different one is refused
+        metadata[CANONICAL_FOCAL_KEY] = repr(stored)
+    return save_checkpoint(cast, target, cfg, metadata=metadata)

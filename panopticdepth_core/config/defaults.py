@@ -26,6 +26,14 @@ _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
 _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
 _C.MODEL.TENSOR_DIM = 150  # max things (and stuff) per image and level in the target tensors
 _C.MODEL.IGNORE_VALUE = 255
+# ours: the model's canonical camera, the focal length fx (pixels, at the network's input resolution) its depth is
+# expressed for. A network that reads metric depth from one image learns it for one focal length: training
+# converts every frame's depth targets to this camera (depth * CANONICAL_FOCAL / fx after the training resizes)
+# and inference scales back (depth * fx_effective / CANONICAL_FOCAL, fx_effective = the image's fx after the
+# resize to the network input). Stored in the weights file's metadata too. 0 = not recorded (models from before
+# it existed): training assumes every frame's native camera is the canonical one and inference multiplies the
+# depth by the test-time resize factor, as the released code does.
+_C.MODEL.CANONICAL_FOCAL = 0.0
 
 _C.MODEL.BACKBONE = CfgNode()
 _C.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
@@ -140,9 +148,12 @@ _C.DATASETS.SYNTHETIC.NUM_VAL = 100
 _C.DATASETS.SYNTHETIC.SIZE = (256, 512)
 _C.DATASETS.SYNTHETIC.SEED = 0
 _C.DATASETS.SYNTHETIC.VAL_SEED = 1_000_000
-# Fixed focal length fx = fy in pixels; 0 draws the horizontal FOV per scene (60-90 deg). Metric depth from one
-# image is only learnable for a known camera, so training configs fix it (as a robot's camera is fixed).
+# Fixed focal length fx = fy in pixels; 0 draws the horizontal field of view per scene from HFOV_RANGE. Training
+# converts depth targets to MODEL.CANONICAL_FOCAL, so a random field of view teaches depth for any camera.
 _C.DATASETS.SYNTHETIC.FOCAL = 0.0
+_C.DATASETS.SYNTHETIC.HFOV_RANGE = (60.0, 90.0)  # ours: degrees, (min, max) of the drawn horizontal FOV
+# Focal length of the synthetic_val scenes; -1 = FOCAL (so a random-FOV training set can be scored on one camera).
+_C.DATASETS.SYNTHETIC.VAL_FOCAL = -1.0
 # What the scenes may contain (data/synthetic_profiles.py): "streets" (all 18 classes the generator draws) or
 # "basic" (road, sidewalk, building, vegetation, sky and cars up to 30 m; the CPU learning test).
 _C.DATASETS.SYNTHETIC.PROFILE = "streets"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,6 +54,16 @@ def validate_config(cfg: CfgNode, source: str = "<config>") -> None:
         fail("MODEL.INFERENCE.COMBINE.MODE", f"must be auto, argmax or paste, got {m.INFERENCE.COMBINE.MODE!r}")
     if m.DEPTH_HEAD.MAX_DEPTH <= 0:
         fail("MODEL.DEPTH_HEAD.MAX_DEPTH", "must be positive")
+    if not (math.isfinite(m.CANONICAL_FOCAL) and m.CANONICAL_FOCAL >= 0):
+        fail("MODEL.CANONICAL_FOCAL", f"must be a focal length in pixels (> 0), or 0 for not recorded; got "
+             f"{m.CANONICAL_FOCAL}")
+    syn = cfg.DATASETS.SYNTHETIC
+    hfov = tuple(syn.HFOV_RANGE)
+    if len(hfov) != 2 or not 0 < hfov[0] <= hfov[1] < 180:
+        fail("DATASETS.SYNTHETIC.HFOV_RANGE", f"must be (min, max) degrees with 0 < min <= max < 180, got {hfov}")
+    if not (syn.VAL_FOCAL == -1 or syn.VAL_FOCAL >= 0):
+        fail("DATASETS.SYNTHETIC.VAL_FOCAL", f"must be -1 (= FOCAL), 0 (random field of view) or pixels, got "
+             f"{syn.VAL_FOCAL}")
     if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
         fail("INPUT.FORMAT", f"must be RGB or BGR, got {cfg.INPUT.FORMAT!r}")
     if cfg.SOLVER.OPTIMIZER not in ("ADAM", "ADAMW", "SGD"):

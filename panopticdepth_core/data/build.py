@@ -75,8 +75,9 @@ def build_reader(cfg, name: str) -> Any:
         syn = cfg.DATASETS.SYNTHETIC
         num = syn.NUM_TRAIN if split == "train" else syn.NUM_VAL
         seed = syn.SEED if split == "train" else syn.VAL_SEED
-        return SyntheticDataset(num, tuple(syn.SIZE), seed, focal=syn.FOCAL if syn.FOCAL > 0 else None,
-                                profile=syn.PROFILE)
+        focal = syn.VAL_FOCAL if split == "val" and syn.VAL_FOCAL >= 0 else syn.FOCAL
+        return SyntheticDataset(num, tuple(syn.SIZE), seed, focal=focal if focal > 0 else None,
+                                profile=syn.PROFILE, hfov_range=tuple(syn.HFOV_RANGE))
     raise KeyError(
         f"unknown data set {name!r} (in DATASETS.TRAIN / DATASETS.TEST); known: cityscapes_dps_{{train,val}}, "
         "cityscapes_fine_panoptic_{train,val}_separated, semkitti_dps_{train,val}, synthetic_{train,val}, "
@@ -149,7 +150,7 @@ def build_dataset(cfg, name: str, is_train: bool) -> TransformedDataset:
         raise DataError(f"data set {name!r}: no *_gtFine_instanceTrainIds.png labels in {reader.root}; a folder "
                         "without labels can be used for testing and inference, not training")
     filter_empty = bool(is_train and cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
-    transform = build_transform(cfg, is_train=True) if is_train else None
+    transform = build_transform(cfg, is_train=True, dataset=name) if is_train else None
     return TransformedDataset(reader, transform, filter_empty=filter_empty, name=name)
 
 
@@ -248,7 +249,7 @@ def build_train_loader(cfg, rank: int = 0, world_size: int = 1, start_iter: int 
 def build_test_loader(cfg, name: str, num_workers: int | None = None) -> DataLoader:
     """One image per batch, in data set order, with the test transform."""
     dataset = build_dataset(cfg, name, is_train=False)
-    dataset.transform = build_transform(cfg, is_train=False)
+    dataset.transform = build_transform(cfg, is_train=False, dataset=name)
     return _loader(cfg, dataset, torch.utils.data.SequentialSampler(dataset), 1, num_workers)
 
 

@@ -205,6 +205,21 @@ def read_camera_json(path: str | Path) -> np.ndarray:
     return np.array([[fx, 0.0, u0], [0.0, fy, v0], [0.0, 0.0, 1.0]], dtype=np.float64)
 
 
+def camera_file_for_image(image: str | Path) -> Path | None:
+    """The Cityscapes camera file of an image file, or None: ``{stem}_camera.json`` next to it (what `synth`,
+    `extract` and Cityscapes-DPS folders hold; ``stem`` without ``_leftImg8bit``), the same name in Cityscapes'
+    ``camera/`` tree for a ``leftImg8bit/`` image, else the folder's ``camera.json``."""
+    image = Path(image)
+    stem = image.stem.removesuffix("_leftImg8bit")
+    candidates = [image.with_name(stem + CAMERA_SUFFIX)]
+    parts = image.parts
+    if "leftImg8bit" in parts[:-1]:
+        at = len(parts) - 1 - parts[::-1].index("leftImg8bit")
+        candidates.append(Path(*parts[:at], "camera", *parts[at + 1:-1], stem + CAMERA_SUFFIX))
+    candidates.append(image.with_name(FOLDER_CAMERA_FILE))
+    return next((c for c in candidates if c.is_file()), None)
+
+
 class CityscapesDPSDataset:
     """A Cityscapes-DPS split folder (or any folder in its layout) as a map-style data set of ``Sample``.
 

@@ -31,7 +31,7 @@ from .sample import Sample
 from .synthetic_geometry import cast_rays
 from .synthetic_layout import sample_scene
 from .synthetic_profiles import get_profile
-from .synthetic_scene import SKY, SceneParams
+from .synthetic_scene import HFOV_RANGE_DEG, SKY, SceneParams
 from .synthetic_shading import shade_image
 
 GENERATOR_NAME = "panopticdepth-synthetic-streets"
@@ -48,12 +48,13 @@ def scene_seed(seed: int, index: int) -> int:
 
 
 def render_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | None = None,
-                 debug: bool = False, profile: str = "streets") -> Sample:
+                 debug: bool = False, profile: str = "streets",
+                 hfov_range: tuple[float, float] = HFOV_RANGE_DEG) -> Sample:
     """Render scene ``seed`` at ``size`` = (height, width). ``focal`` (pixels) fixes fx = fy, otherwise the
-    horizontal field of view is drawn from 60-90 degrees. ``profile``: what the scene may contain (see
+    horizontal field of view is drawn from ``hfov_range`` degrees (default 60-90). ``profile``: what the scene may contain (see
     ``synthetic_profiles``; "streets" is everything). ``debug`` adds ``meta["scene"]`` (the SceneParams) and
     ``meta["primitive_id"]`` ((H, W) int16 index of the primitive seen at each pixel, -1 on sky)."""
-    scene = sample_scene(seed, size, focal, profile)
+    scene = sample_scene(seed, size, focal, profile, hfov_range)
     sample = render(scene, debug=debug)
     sample.meta["profile"] = profile
     return sample
@@ -103,12 +104,14 @@ class SyntheticDataset:
 
     def __init__(self, num: int, size: tuple[int, int] = (256, 512), seed: int = 0,
                  transform: Callable[[Sample], Any] | None = None, focal: float | None = None,
-                 profile: str = "streets") -> None:
+                 profile: str = "streets", hfov_range: tuple[float, float] = HFOV_RANGE_DEG) -> None:
         if num < 0:
             raise ValueError(f"num must be >= 0, got {num}")
         get_profile(profile)  # unknown names fail here, not in a DataLoader worker
+        sample_scene(0, size, focal, profile, hfov_range)  # so do a bad size, focal or field of view
         self.num, self.size, self.seed, self.transform, self.focal = int(num), tuple(size), int(seed), transform, focal
         self.profile = profile
+        self.hfov_range = (float(hfov_range[0]), float(hfov_range[1]))
 
     def __len__(self) -> int:
         return self.num
@@ -118,21 +121,23 @@ class SyntheticDataset:
             index += self.num
         if not 0 <= index < self.num:
             raise IndexError(f"index {index} out of range for a synthetic data set of {self.num} scenes")
-        sample = render_scene(scene_seed(self.seed, index), self.size, self.focal, profile=self.profile)
+        sample = render_scene(scene_seed(self.seed, index), self.size, self.focal, profile=self.profile,
+                              hfov_range=self.hfov_range)
         sample.sequence, sample.frame = f"{index:06d}", 0
         return sample if self.transform is None else self.transform(sample)
 
 
-def _write_one(args: tuple[Path, int, tuple[int, int], int, float | None, str]) -> int:
-    split_dir, index, size, seed, focal, profile = args
-    sample = render_scene(scene_seed(seed, index), size, focal, profile=profile)
+def _write_one(args: tuple[Path, int, tuple[int, int], int, float | None, str, tuple[float, float]]) -> int:
+    split_dir, index, size, seed, focal, profile, hfov_range = args
+    sample = render_scene(scene_seed(seed, index), size, focal, profile=profile, hfov_range=hfov_range)
     write_dps_frame(split_dir, sample, seq=index, frame=0, city="synth")
     return index
 
 
 def write_synthetic_dataset(out_dir: str | Path, num: int, size: tuple[int, int] = (256, 512), seed: int = 0,
                             split: str = "train", workers: int = 1, progress: bool = True,
-                            focal: float | None = None, profile: str = "streets") -> Path:
+                            focal: float | None = None, profile: str = "streets",
+                            hfov_range: tuple[float, float] = HFOV_RANGE_DEG) -> Path:
     """Render ``num`` scenes into ``{out_dir}/{split}/`` in the Cityscapes-DPS layout (see ``dps_writer``).
 
     Frame i is ``{i:06d}_000000_synth_{i:06d}_000000_*`` (one frame per sequence: scenes are independent).
@@ -147,10 +152,11 @@ def write_synthetic_dataset(out_dir: str | Path, num: int, size: tuple[int, int]
     if not split or "/" in split or "\\" in split or split in (".", ".."):
         raise ValueError(f"split must be a plain folder name such as 'train', got {split!r}")
     height, width = int(size[0]), int(size[1])
-    sample_scene(0, (height, width), focal, profile)  # validates size/focal/profile before any work
+    hfov_range = (float(hfov_range[0]), float(hfov_range[1]))
+    sample_scene(0, (height, width), focal, profile, hfov_range)  # validates the arguments before any work
     split_dir = Path(out_dir) / split
     split_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(split_dir, i, (height, width), seed, focal, profile) for i in range(num)]
+    jobs = [(split_dir, i, (height, width), seed, focal, profile, hfov_range) for i in range(num)]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -175,14 +181,17 @@ def write_synthetic_dataset(out_dir: str | Path, num: int, size: tuple[int, int]
     index = [{"height": height, "width": width, "image": f"{n}_leftImg8bit.png", "depth": f"{n}_depth.png",
               "seg": f"{n}_gtFine_instanceTrainIds.png"} for n in names]
     _write_json(split_dir.parent / f"dvps_cityscapes_{split}.json", index)
-    _write_json(split_dir / "dataset.json", dataset_description(num, (height, width), seed, split, focal, profile))
+    _write_json(split_dir / "dataset.json",
+                dataset_description(num, (height, width), seed, split, focal, profile, hfov_range))
     return split_dir
 
 
 def dataset_description(num: int, size: tuple[int, int], seed: int, split: str, focal: float | None,
-                        profile: str = "streets") -> dict:
+                        profile: str = "streets", hfov_range: tuple[float, float] = HFOV_RANGE_DEG) -> dict:
     """What ``{split}/dataset.json`` says (no timestamps: identical arguments give identical files)."""
+    extra = {} if focal is not None else {"hfov_range_deg": [float(hfov_range[0]), float(hfov_range[1])]}
     return {
+        **extra,
         "generator": GENERATOR_NAME,
         "generator_version": GENERATOR_VERSION,
         "seed": seed,

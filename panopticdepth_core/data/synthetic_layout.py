@@ -43,20 +43,25 @@ from .synthetic_things import place_things
 
 
 def sample_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | None = None,
-                 profile: str | SceneProfile = "streets") -> SceneParams:
+                 profile: str | SceneProfile = "streets",
+                 hfov_range: tuple[float, float] = HFOV_RANGE_DEG) -> SceneParams:
     """Draw one scene. ``size`` is (height, width) in pixels; ``focal`` (pixels, fx = fy) fixes the intrinsics,
-    otherwise the horizontal field of view is drawn from 60-90 degrees; ``profile`` says what the scene may
-    contain (``synthetic_profiles``)."""
+    otherwise the horizontal field of view is drawn uniformly from ``hfov_range`` degrees (default 60-90);
+    ``profile`` says what the scene may contain (``synthetic_profiles``). The field of view is one draw of the
+    stream whatever its range, so the rest of the scene (layout, things, lighting) does not depend on it."""
     profile = get_profile(profile)
     height, width = int(size[0]), int(size[1])
     if height < 8 or width < 8:
         raise ValueError(f"image size must be at least 8x8 pixels, got {height}x{width}")
     if focal is not None and not (focal > 0 and math.isfinite(focal)):
         raise ValueError(f"focal must be a positive number of pixels, got {focal}")
+    low, high = (float(v) for v in hfov_range)
+    if not 0 < low <= high < 180:
+        raise ValueError(f"hfov_range must be (min, max) degrees with 0 < min <= max < 180, got {tuple(hfov_range)}")
     rng = np.random.Generator(np.random.PCG64(seed))
     b = SceneBuilder(rng)
 
-    hfov = math.radians(rng.uniform(*HFOV_RANGE_DEG))  # always drawn: the stream does not depend on `focal`
+    hfov = math.radians(rng.uniform(low, high))  # always drawn: the stream does not depend on `focal`
     f = float(focal) if focal is not None else (width / 2.0) / math.tan(hfov / 2.0)
     camera = Camera(width, height, f, f, (width - 1) / 2.0, (height - 1) / 2.0,
                     mount_height=float(rng.uniform(*MOUNT_HEIGHT_RANGE)),

@@ -4,10 +4,16 @@ Geometry uses torchvision.transforms.v2 kernels on tv_tensors (``Image`` bilinea
 depth are resized with nearest neighbour, so no new label values or blended depths appear. Rules that the generic
 transforms do not know, and that this module adds:
 
-- depth is divided by the scale factor of a resize (an image enlarged by s looks like a scene s times closer),
-  as the released PanopticDepth mapper does; with INPUT.DEPTH_BOUND the result is clipped to the frame's
-  largest valid depth (the released mapper clips to the frame's [min, max], min being 0 on frames with invalid
-  pixels, i.e. nearly all);
+- depth targets are expressed for the model's canonical camera (MODEL.CANONICAL_FOCAL, fx in pixels at the
+  network input): ``target = depth * fx_canonical / fx``, with fx the frame's focal length after every resize of
+  the chain (an image enlarged by s looks like a scene s times closer, and a camera with half the canonical focal
+  length sees things as the canonical camera would at twice the distance). So frames from any camera, at any
+  resize, teach the same depth. For a frame whose stored camera is the canonical one this is exactly the released
+  rule (depth divided by the resize factor). Frames without intrinsics, and models without a canonical focal,
+  get the released rule: the stored camera is assumed to be the canonical one (logged once per data set);
+- with INPUT.DEPTH_BOUND the target is clipped to the frame's largest valid depth, converted to the canonical
+  camera (the released mapper clips to the frame's [min, max] after a resize, min being 0 on frames with invalid
+  pixels, i.e. nearly all); without a resize the clip changes nothing;
 - padding uses void (255) for semantic, 0 for instance and depth, 128 for the image (the released DPS mapper's
   value, close to the pixel mean);
 - intrinsics follow every resize, crop, pad and flip (pixel centres at integer coordinates, OpenCV style).
@@ -18,6 +24,7 @@ it per sample (see build.py).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -34,6 +41,9 @@ from .example import TrainExample
 from .sample import Sample
 
 IMAGE_PAD_VALUE = 128
+logger = logging.getLogger(__name__)
+#: (transform, data set) pairs already told that frames without intrinsics fall back to the released depth rule.
+_WARNED_NO_INTRINSICS: set[tuple[str, str]] = set()
 
 
 @dataclass
@@ -43,39 +53,80 @@ class _Frame:
     image: tv_tensors.Image  # (3, H, W) uint8
     semantic: tv_tensors.Mask  # (H, W) int64
     instance: tv_tensors.Mask  # (H, W) int64
-    depth: tv_tensors.Mask | None  # (H, W) float32 metres, 0 invalid
+    depth: tv_tensors.Mask | None  # (H, W) float32 metres as stored (resizes move pixels, not values), 0 invalid
     intrinsics: Tensor | None  # (3, 3) float64
+    inverse_zoom: float = 1.0  # product over the resizes of the mean of w / new_w and h / new_h (released rule)
+    depth_max: float = math.inf  # largest valid depth of the stored frame, metres (the DEPTH_BOUND clip)
+    stored_focal: float | None = None  # fx of the stored frame (pixels), None when unknown or unusable
 
     @property
     def size(self) -> tuple[int, int]:
         return int(self.image.shape[-2]), int(self.image.shape[-1])
 
 
+def usable_focal(value) -> float | None:
+    """``value`` as a focal length in pixels, or None when it is not one (0, negative, NaN, Inf)."""
+    try:
+        fx = float(value)
+    except (TypeError, ValueError):
+        return None
+    return fx if math.isfinite(fx) and fx > 0 else None
+
+
 def _to_frame(sample: Sample) -> _Frame:
     image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1).contiguous()  # (3, H, W)
     depth = None if sample.depth is None else tv_tensors.Mask(torch.from_numpy(sample.depth.astype(np.float32)))
+    depth_max = math.inf
+    if depth is not None:
+        valid = depth > 0
+        if bool(valid.any()):
+            depth_max = float(depth[valid].max())
+    k = None if sample.intrinsics is None else torch.as_tensor(sample.intrinsics, dtype=torch.float64)
     return _Frame(
         image=tv_tensors.Image(image),
         semantic=tv_tensors.Mask(torch.from_numpy(sample.semantic.astype(np.int64))),
         instance=tv_tensors.Mask(torch.from_numpy(sample.instance.astype(np.int64))),
         depth=depth,
-        intrinsics=None if sample.intrinsics is None else torch.as_tensor(sample.intrinsics, dtype=torch.float64),
+        intrinsics=k,
+        depth_max=depth_max,
+        stored_focal=None if k is None else usable_focal(k[0, 0]),
     )
 
 
+def depth_target(frame: _Frame, focal_canonical: float, depth_bound: bool = True) -> tuple[Tensor | None, bool]:
+    """(the frame's depth target for the canonical camera, whether the frame's own camera was used).
+
+    ``target = depth * focal_canonical / fx`` with fx = K[0, 0] after the chain's resizes; without a usable fx or
+    without a canonical focal (``focal_canonical <= 0``), the released rule ``depth * inverse_zoom`` (the stored
+    camera taken as the canonical one). With ``depth_bound`` clipped to the stored frame's largest depth, converted
+    the same way (so the clip only acts on frames the chain shrank, as the released clip does).
+    """
+    if frame.depth is None:
+        return None, False
+    depth = frame.depth.as_subclass(Tensor)
+    fx = None if frame.intrinsics is None else usable_focal(frame.intrinsics[0, 0])
+    own_camera = focal_canonical > 0 and fx is not None and frame.stored_focal is not None
+    if own_camera:
+        factor, bound = focal_canonical / fx, frame.depth_max * focal_canonical / frame.stored_focal
+    else:
+        factor, bound = frame.inverse_zoom, frame.depth_max
+    target = depth * factor if factor != 1.0 else depth.clone()
+    if depth_bound and math.isfinite(bound):
+        target = target.clamp(max=bound)
+    return target, own_camera
+
+
 # ------------------------------------------------------------------------------------------ geometric steps
-def resize_frame(frame: _Frame, new_h: int, new_w: int, depth_bound: bool = True) -> _Frame:
-    """Resize everything to (new_h, new_w): image bilinear, labels and depth nearest, depth / scale, K scaled."""
+def resize_frame(frame: _Frame, new_h: int, new_w: int) -> _Frame:
+    """Resize everything to (new_h, new_w): image bilinear, labels and depth nearest, K scaled.
+
+    Depth values stay metres of the stored camera here; ``depth_target`` converts them once at the end of the
+    chain, from the final K (and ``inverse_zoom`` for the released rule).
+    """
     h, w = frame.size
     if (new_h, new_w) == (h, w):
         return frame
-    depth = frame.depth
-    if depth is not None:
-        valid = depth > 0
-        bound = float(depth[valid].max()) if depth_bound and bool(valid.any()) else math.inf
-        depth = F.resize(depth, [new_h, new_w])
-        depth = depth * (0.5 * (w / new_w + h / new_h))  # divide by the mean scale factor (released rule)
-        depth = tv_tensors.Mask(depth.clamp(max=bound))
+    depth = None if frame.depth is None else F.resize(frame.depth, [new_h, new_w])
     k = frame.intrinsics
     if k is not None:
         sx, sy = new_w / w, new_h / h
@@ -85,12 +136,14 @@ def resize_frame(frame: _Frame, new_h: int, new_w: int, depth_bound: bool = True
         k[0, 1] *= sx
         k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
         k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
-    return _Frame(
+    return replace(
+        frame,
         image=F.resize(frame.image, [new_h, new_w], antialias=True),
         semantic=F.resize(frame.semantic, [new_h, new_w]),
         instance=F.resize(frame.instance, [new_h, new_w]),
         depth=depth,
         intrinsics=k,
+        inverse_zoom=frame.inverse_zoom * 0.5 * (w / new_w + h / new_h),
     )
 
 
@@ -101,7 +154,8 @@ def crop_frame(frame: _Frame, top: int, left: int, height: int, width: int) -> _
         k = k.clone()
         k[0, 2] -= left
         k[1, 2] -= top
-    return _Frame(
+    return replace(
+        frame,
         image=F.crop(frame.image, top, left, height, width),
         semantic=F.crop(frame.semantic, top, left, height, width),
         instance=F.crop(frame.instance, top, left, height, width),
@@ -120,7 +174,8 @@ def pad_frame(frame: _Frame, left: int, top: int, right: int, bottom: int) -> _F
         k = k.clone()
         k[0, 2] += left
         k[1, 2] += top
-    return _Frame(
+    return replace(
+        frame,
         image=F.pad(frame.image, padding, fill=IMAGE_PAD_VALUE),
         semantic=F.pad(frame.semantic, padding, fill=VOID_CLASS),
         instance=F.pad(frame.instance, padding, fill=0),
@@ -135,7 +190,8 @@ def hflip_frame(frame: _Frame) -> _Frame:
     if k is not None:
         k = k.clone()
         k[0, 2] = frame.size[1] - 1 - k[0, 2]
-    return _Frame(
+    return replace(
+        frame,
         image=F.horizontal_flip(frame.image),
         semantic=F.horizontal_flip(frame.semantic),
         instance=F.horizontal_flip(frame.instance),
@@ -167,8 +223,7 @@ def shortest_edge_size(h: int, w: int, short: int, max_size: int) -> tuple[int, 
 class ResizeShortestEdge:
     """Resize so the short side is a size drawn from ``short_edges`` ("choice") or their span ("range")."""
 
-    def __init__(self, short_edges: Sequence[int], max_size: int, sampling: str = "choice",
-                 depth_bound: bool = True) -> None:
+    def __init__(self, short_edges: Sequence[int], max_size: int, sampling: str = "choice") -> None:
         if sampling not in ("choice", "range"):
             raise ValueError(f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be 'choice' or 'range', got {sampling!r}")
         if sampling == "range" and len(short_edges) != 2:
@@ -176,7 +231,6 @@ class ResizeShortestEdge:
         self.short_edges = [int(s) for s in short_edges]
         self.max_size = int(max_size)
         self.sampling = sampling
-        self.depth_bound = depth_bound
 
     def __call__(self, frame: _Frame) -> _Frame:
         if self.sampling == "range":
@@ -185,7 +239,7 @@ class ResizeShortestEdge:
             short = self.short_edges[_randint(0, len(self.short_edges) - 1)]
         if short <= 0:
             return frame
-        return resize_frame(frame, *shortest_edge_size(*frame.size, short, self.max_size), self.depth_bound)
+        return resize_frame(frame, *shortest_edge_size(*frame.size, short, self.max_size))
 
 
 class ResizeScale:
@@ -195,18 +249,17 @@ class ResizeScale:
     up to 20 % before the fixed-size crop/pad.
     """
 
-    def __init__(self, min_scale: float, max_scale: float, target: tuple[int, int], depth_bound: bool = True) -> None:
+    def __init__(self, min_scale: float, max_scale: float, target: tuple[int, int]) -> None:
         if not 0 < min_scale <= max_scale:
             raise ValueError(f"INPUT.CROP.RESCALE must be 0 < min <= max, got ({min_scale}, {max_scale})")
         self.min_scale, self.max_scale = float(min_scale), float(max_scale)
         self.target = (int(target[0]), int(target[1]))
-        self.depth_bound = depth_bound
 
     def __call__(self, frame: _Frame) -> _Frame:
         h, w = frame.size
         scale = _uniform(self.min_scale, self.max_scale)
         factor = min(self.target[0] * scale / h, self.target[1] * scale / w)
-        return resize_frame(frame, max(1, round(h * factor)), max(1, round(w * factor)), self.depth_bound)
+        return resize_frame(frame, max(1, round(h * factor)), max(1, round(w * factor)))
 
 
 def _axis_offset(length: int, crop: int, lo: int, hi: int) -> int:
@@ -360,22 +413,30 @@ class ColorAugSSD:
 
 # ------------------------------------------------------------------------------------------ composition
 class SampleTransform:
-    """A chain of frame steps, applied to a ``Sample``, returning a ``TrainExample``."""
+    """A chain of frame steps, applied to a ``Sample``, returning a ``TrainExample`` whose depth target is for the
+    canonical camera ``focal_canonical`` (see ``depth_target``; 0: the released rule)."""
 
-    def __init__(self, steps: Sequence, name: str = "") -> None:
+    def __init__(self, steps: Sequence, name: str = "", focal_canonical: float = 0.0, depth_bound: bool = True,
+                 dataset: str = "") -> None:
         self.steps = list(steps)
         self.name = name
+        self.focal_canonical = float(focal_canonical)
+        self.depth_bound = bool(depth_bound)
+        self.dataset = dataset  # named in the one log line about frames without intrinsics
 
     def __call__(self, sample: Sample) -> TrainExample:
         frame = _to_frame(sample)
         for step in self.steps:
             frame = step(frame)
+        depth, own_camera = depth_target(frame, self.focal_canonical, self.depth_bound)
+        if depth is not None and self.focal_canonical > 0 and not own_camera:
+            self._say_no_intrinsics(sample)
         return TrainExample(
             image=frame.image.as_subclass(Tensor).contiguous(),
             target=InstanceTarget(
                 semantic=frame.semantic.as_subclass(Tensor).contiguous(),
                 instance=frame.instance.as_subclass(Tensor).contiguous(),
-                depth=None if frame.depth is None else frame.depth.as_subclass(Tensor).contiguous(),
+                depth=None if depth is None else depth.contiguous(),
             ),
             intrinsics=frame.intrinsics,
             name=sample.name,
@@ -384,38 +445,51 @@ class SampleTransform:
             orig_size=(int(sample.image.shape[0]), int(sample.image.shape[1])),
         )
 
+    def _say_no_intrinsics(self, sample: Sample) -> None:
+        key = (self.name, self.dataset)
+        if key in _WARNED_NO_INTRINSICS:
+            return
+        _WARNED_NO_INTRINSICS.add(key)
+        logger.warning(
+            "data set %r: frame %r has no usable intrinsics (fx); its depth targets assume the stored camera is "
+            "the model's canonical one (MODEL.CANONICAL_FOCAL %g px), the released rule. Give the data set camera "
+            "files for depth from several cameras. (Said once per data set.)",
+            self.dataset or "?", sample.name, self.focal_canonical)
+
     def __repr__(self) -> str:
         return f"SampleTransform({', '.join(type(s).__name__ for s in self.steps)})"
 
 
-def build_train_transform(cfg) -> SampleTransform:
-    """INPUT.* -> the training chain: resize (multi-scale or RESCALE), crop (+pad), flip, colour."""
+def build_train_transform(cfg, dataset: str = "") -> SampleTransform:
+    """INPUT.* -> the training chain: resize (multi-scale or RESCALE), crop (+pad), flip, colour; depth targets for
+    MODEL.CANONICAL_FOCAL."""
     inp = cfg.INPUT
     steps: list = []
     crop = inp.CROP
     rescale = tuple(crop.RESCALE)
     if crop.ENABLED and rescale[0] > 0:
-        steps.append(ResizeScale(rescale[0], rescale[1], tuple(crop.SIZE), inp.DEPTH_BOUND))
+        steps.append(ResizeScale(rescale[0], rescale[1], tuple(crop.SIZE)))
     elif len(inp.MIN_SIZE_TRAIN) > 0:
-        steps.append(ResizeShortestEdge(inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN, inp.MIN_SIZE_TRAIN_SAMPLING,
-                                        inp.DEPTH_BOUND))
+        steps.append(ResizeShortestEdge(inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN, inp.MIN_SIZE_TRAIN_SAMPLING))
     if crop.ENABLED:
         steps.append(RandomCrop(crop.TYPE, tuple(crop.SIZE), crop.INSTANCE_AWARE, crop.WITH_PAD))
     if inp.FLIP:
         steps.append(RandomHorizontalFlip(0.5))
     if inp.COLOR_AUG:
         steps.append(ColorAugSSD())
-    return SampleTransform(steps, name="train")
+    return SampleTransform(steps, name="train", focal_canonical=cfg.MODEL.CANONICAL_FOCAL,
+                           depth_bound=inp.DEPTH_BOUND, dataset=dataset)
 
 
-def build_test_transform(cfg) -> SampleTransform:
+def build_test_transform(cfg, dataset: str = "") -> SampleTransform:
     """INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST shortest-edge resize (0: keep the stored size)."""
     inp = cfg.INPUT
     steps = []
     if inp.MIN_SIZE_TEST > 0:
-        steps.append(ResizeShortestEdge([inp.MIN_SIZE_TEST], inp.MAX_SIZE_TEST, "choice", inp.DEPTH_BOUND))
-    return SampleTransform(steps, name="test")
+        steps.append(ResizeShortestEdge([inp.MIN_SIZE_TEST], inp.MAX_SIZE_TEST, "choice"))
+    return SampleTransform(steps, name="test", focal_canonical=cfg.MODEL.CANONICAL_FOCAL,
+                           depth_bound=inp.DEPTH_BOUND, dataset=dataset)
 
 
-def build_transform(cfg, is_train: bool) -> SampleTransform:
-    return build_train_transform(cfg) if is_train else build_test_transform(cfg)
+def build_transform(cfg, is_train: bool, dataset: str = "") -> SampleTransform:
+    return build_train_transform(cfg, dataset) if is_train else build_test_transform(cfg, dataset)

@@ -36,7 +36,8 @@ def evaluate_model(
     try:
         for index in range(count):
             sample = dataset[index]
-            pred = predictor(sample.image)
+            # the frame's own focal length: depth is scaled for its camera, as the node does from camera_info
+            pred = predictor(sample.image, focal=sample_focal(sample))
             evaluator.process(
                 sample.name or f"frame_{index:06d}",
                 pred.semantic, pred.instance, pred.depth,
@@ -48,6 +49,13 @@ def evaluate_model(
     finally:
         model.train(was_training)
     return evaluator.summarize()
+
+
+def sample_focal(sample) -> float | None:
+    """fx (pixels) of a Sample's stored image, or None without usable intrinsics."""
+    from ..data.transforms import usable_focal
+
+    return None if sample.intrinsics is None else usable_focal(np.asarray(sample.intrinsics)[0, 0])
 
 
 def _log_images(writer, tag: str, image: np.ndarray, pred, cfg: CfgNode, iteration: int) -> None:

@@ -3,6 +3,11 @@
 For each input ``X_leftImg8bit.png`` (or any ``X.png`` / ``X.jpg``) it writes ``OUT/X_panoptic.png`` (R = class,
 G = instance) and ``OUT/X_depth.png`` (uint16, metres * 256), plus ``OUT/vis/X_overlay.png`` and
 ``OUT/vis/X_depth_color.png`` for people. `panopticdepth eval --pred OUT --gt GT` scores them.
+
+Metric depth needs the camera's focal length (the model's depth is for its canonical camera and is scaled by
+fx / fx_canonical): ``--focal PX`` for every image, else each image's Cityscapes camera file
+(``X_camera.json`` next to it, as `synth`, `extract` and Cityscapes write them), else the model's canonical camera
+is assumed (said once).
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from .argtypes import positive_number
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -28,6 +35,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-size", type=int, default=None, metavar="PX",
                         help="resize the shortest image side to PX before the network (default: the config's "
                              "INPUT.MIN_SIZE_TEST; 0 keeps the native size)")
+    parser.add_argument("--focal", type=positive_number, default=None, metavar="PX",
+                        help="the camera's focal length fx in pixels at the images' resolution, for metric depth "
+                             "(default: each image's X_camera.json when present, else the model's canonical "
+                             "camera is assumed)")
     parser.add_argument("--no-vis", action="store_true", help="skip the colour overlay and colour depth images")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
@@ -53,12 +64,43 @@ def collect_inputs(paths: list[str]) -> list[Path]:
     return files
 
 
+def image_focals(inputs: list[Path], focal: float | None) -> list[float | None]:
+    """Each image's fx: ``focal`` if given, else its camera file's (None without one).
+
+    A camera file that cannot be read raises DataError naming it.
+    """
+    from panopticdepth_core.data.cityscapes_dps import camera_file_for_image, read_camera_json
+
+    if focal is not None:
+        return [focal] * len(inputs)
+    focals: list[float | None] = []
+    for path in inputs:
+        camera = camera_file_for_image(path)
+        focals.append(None if camera is None else float(read_camera_json(camera)[0, 0]))
+    return focals
+
+
+def depth_scale_note(predictor, focals: list[float | None]) -> str | None:
+    """One line on where the depth scale comes from, when it is not the camera of every image."""
+    if not predictor.depth_on:
+        return None
+    if predictor.focal_canonical is None:
+        return ("note: the model records no canonical focal length (MODEL.CANONICAL_FOCAL); its depth is scaled by "
+                "the resize factor only, which is right for its training camera alone")
+    missing = sum(f is None for f in focals)
+    if not missing:
+        return None
+    which = "any image" if missing == len(focals) else f"{missing} of {len(focals)} images"
+    return (f"note: no --focal and no X_camera.json for {which}: their depth assumes the model's canonical camera "
+            f"(fx = {predictor.focal_canonical:g} px at the network input); pass --focal PX for metric depth")
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from panopticdepth_core.checkpoint.io import CheckpointError
     from panopticdepth_core.config import ConfigError
-    from panopticdepth_core.data.image_io import read_rgb
+    from panopticdepth_core.data.image_io import DataError, read_rgb
     from panopticdepth_core.evaluation.result_io import write_prediction
     from panopticdepth_core.inference.model_files import ModelFilesError, resolve_model
     from panopticdepth_core.inference.predictor import Predictor
@@ -68,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"panopticdepth predict: {exc}", file=sys.stderr)
         return 2
+    try:
+        focals = image_focals(inputs, args.focal)
+    except DataError as exc:
+        print(f"panopticdepth predict: error: {exc}", file=sys.stderr)
+        return 1
     try:  # the same rule as `panopticdepth bag` and the node: weights alone bring their own config
         model = resolve_model(args.config, args.weights, args.opts)
         predictor = Predictor(model.cfg, model.weights, device=args.device, precision=args.precision,
@@ -78,9 +125,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     max_depth = predictor.cfg.MODEL.DEPTH_HEAD.MAX_DEPTH
-    for path in tqdm(inputs, desc="predict", unit="img", disable=args.quiet):
+    note = depth_scale_note(predictor, focals)
+    if note:
+        print(f"panopticdepth predict: {note}", file=sys.stderr)
+    for path, focal in tqdm(list(zip(inputs, focals)), desc="predict", unit="img", disable=args.quiet):
         image = read_rgb(path)
-        pred = predictor(image)
+        pred = predictor(image, focal=focal)
         write_prediction(out, path.name, pred.semantic, pred.instance, pred.depth,
                          image=None if args.no_vis else image, max_depth=max_depth)
     print(f"wrote predictions for {len(inputs)} image(s) to {out}")

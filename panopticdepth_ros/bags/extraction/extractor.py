@@ -243,7 +243,7 @@ class _Extractor:
                 raise self._frame_error(exc, "bad_depth") from exc
         elif "lidar" in raw:
             depth = self._lidar_depth(frame, msg, info, raw["lidar"], k, size)
-        semantic, instance, meta = self._labels(frame, raw, rgb)
+        semantic, instance, meta = self._labels(frame, raw, rgb, None if k is None else float(k[0, 0]))
         return Sample(image=rgb, semantic=semantic, instance=instance, depth=depth, intrinsics=k,
                       name=frame_prefix(0, frame.number, CITY), sequence="000000", frame=frame.number, meta=meta)
 
@@ -266,12 +266,13 @@ class _Extractor:
             raise self._frame_error(FrameError(str(exc), "transform"), "no_transform") from exc
         return project_points(transform_points(transform, xyz), k, size)
 
-    def _labels(self, frame: _Frame, raw: dict[str, bytes], rgb: np.ndarray
+    def _labels(self, frame: _Frame, raw: dict[str, bytes], rgb: np.ndarray, focal: float | None = None
                 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         size = rgb.shape[:2]
         where = f"{self.bag} at {frame.stamp_ns / 1e9:.3f} s"
         if self.predictor is not None:
-            prediction = self.predictor(rgb)
+            # the camera's focal length, as everywhere the model runs (labels do not depend on it; its depth does)
+            prediction = self.predictor(rgb, focal=focal)
             return prediction.semantic.astype(np.int32), prediction.instance.astype(np.int32), {"pseudo_labels": True}
         try:
             if "panoptic" in raw:
