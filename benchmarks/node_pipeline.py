@@ -49,7 +49,7 @@ class FakePredictor:
             segments=[],
         )
 
-    def __call__(self, image: np.ndarray):
+    def __call__(self, image: np.ndarray, focal: float | None = None):
         return self.result
 
 

@@ -35,13 +35,24 @@ class PipelineStats:
         self.done_times: deque[float] = deque(maxlen=window)
         self.stage_times: deque[dict[str, float]] = deque(maxlen=window)
         self.idle_frames = 0  # frames received while no output had a subscriber (not processed, not dropped)
+        #: frames processed without usable intrinsics (code -> frames): the outputs that need them were left off
+        self.partial: Counter[str] = Counter()
+        self.last_partial_reason = ""
+        self.depth_scale = ""  # where the last depth's metric scale came from (camera, or an assumption)
         self._reported_problems = 0
+        self._reported_partial = 0
 
     def note_dropped(self, code: str, reason: str = "") -> None:
         """Count a dropped frame (the node's worker too: code "busy" when a newer frame replaced it)."""
         self.dropped[code] += 1
         if reason:
             self.last_drop_reason = reason
+
+    def note_partial(self, code: str, reason: str = "") -> None:
+        """Count a frame published without intrinsics (camera_info missing, unusable or not rectifiable)."""
+        self.partial[code] += 1
+        if reason:
+            self.last_partial_reason = reason
 
     def note_processed(self, latency: float, timings: dict[str, float], stamp_latency: float | None) -> None:
         self.processed += 1
@@ -78,18 +89,27 @@ class PipelineStats:
             values[f"{stage} mean (ms)"] = float(np.mean(samples) * 1e3) if samples else math.nan
         if self.last_drop_reason:
             values["last drop reason"] = self.last_drop_reason
+        for code, count in sorted(self.partial.items()):
+            values[f"without intrinsics ({code})"] = count
+        if self.last_partial_reason:
+            values["last intrinsics problem"] = self.last_partial_reason
+        if self.depth_scale:
+            values["depth scale"] = self.depth_scale
         values["frames idle (no subscribers)"] = self.idle_frames
         return values
 
     def level_and_message(self) -> tuple[int, str]:
         """The diagnostics level (0 OK, 1 WARN) and message: the one rule for the node and `panopticdepth bag`.
 
-        WARN when frames were skipped for a problem since the last report, or none got through because of one.
+        WARN when frames were skipped for a problem since the last report, or none got through because of one, or
+        frames went out without usable intrinsics (their 3D outputs off, their depth scale a guess).
         Frames dropped as stale ("busy": a newer frame replaced them) are the newest-frame policy working, not a
         problem, and do not turn it to WARN. Each call is a report: it moves the "since the last report" mark.
         """
         problems = sum(n for code, n in self.dropped.items() if code not in EXPECTED_DROPS)
         new_problems, self._reported_problems = problems - self._reported_problems, problems
+        partial = sum(self.partial.values())
+        new_partial, self._reported_partial = partial - self._reported_partial, partial
         busy = sum(n for code, n in self.dropped.items() if code in EXPECTED_DROPS)
         summary = (f"{self.processed}/{self.frames_in} frames processed ({busy} dropped as stale), "
                    f"{self.rate():.1f} Hz")
@@ -97,6 +117,9 @@ class PipelineStats:
             return WARN, f"no frame processed yet: {self.last_drop_reason or 'see values'}"
         if new_problems > 0:
             return WARN, f"{new_problems} frames skipped since the last report ({self.last_drop_reason}); {summary}"
+        if new_partial > 0:
+            return WARN, (f"{new_partial} frames without usable intrinsics since the last report "
+                          f"({self.last_partial_reason}); {summary}")
         if self.frames_in == 0 and self.idle_frames == 0:
             return OK, "waiting for images"
         if self.frames_in == 0:

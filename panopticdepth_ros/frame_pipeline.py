@@ -23,13 +23,16 @@ from panopticdepth_core.inference.visualize import colorize_panoptic, overlay
 from . import messages as m
 from .conversions import (
     FrameError,
+    camera_geometry,
     camera_info_to_K,
+    check_image_size,
     compressed_msg_to_rgb,
     image_msg_to_rgb,
     resize_nearest,
     stamp_seconds,
 )
 from .diagnostics import PipelineStats
+from .rectification import Rectifier, is_distorted
 
 #: Output topic suffixes (published as ``~/<suffix>``) and their message types.
 OUTPUT_TYPES: dict[str, str] = {
@@ -43,10 +46,12 @@ OUTPUT_TYPES: dict[str, str] = {
     "instances": m.MARKER_ARRAY,
 }
 OUTPUTS: tuple[str, ...] = tuple(OUTPUT_TYPES)
-#: Outputs that need camera intrinsics (off without a camera_info).
+#: Outputs that need camera intrinsics (off without a usable camera_info).
 OUTPUTS_NEEDING_INTRINSICS = frozenset({"depth/camera_info", "points", "instances"})
 #: Outputs that need a depth head.
 OUTPUTS_NEEDING_DEPTH = frozenset({"depth", "depth/camera_info", "points", "instances"})
+#: Diagnostics codes of frames published without intrinsics (counted as partial, not dropped).
+NO_CAMERA_INFO, BAD_CAMERA_INFO = "no_camera_info", "camera_info"
 CLOUD_COLORS = ("overlay", "image", "panoptic")
 
 
@@ -60,10 +65,12 @@ class PredictionLike(Protocol):
 
 
 class PredictorLike(Protocol):
-    """``predictor(rgb)`` with an (H, W, 3) uint8 RGB image; an optional ``timings`` dict on the result
-    (preprocess / model / postprocess / to_numpy seconds) splits the model stage."""
+    """``predictor(rgb, focal=fx)`` with an (H, W, 3) uint8 RGB image and its focal length fx in pixels (None when
+    the camera is unknown: the model's canonical camera is then assumed for depth); an optional ``timings`` dict
+    on the result (preprocess / model / postprocess / to_numpy seconds) splits the model stage, an optional
+    ``depth_scaling`` (Predictor's DepthScaling) says how depth was scaled."""
 
-    def __call__(self, image: np.ndarray) -> PredictionLike: ...
+    def __call__(self, image: np.ndarray, focal: float | None = None) -> PredictionLike: ...
 
 
 @dataclass
@@ -73,6 +80,7 @@ class PipelineSettings:
     distro: str = "humble"  # type store for (de)serialization; wire formats agree for humble and jazzy
     compressed_input: bool = False  # byte input is sensor_msgs/CompressedImage instead of Image
     intrinsics_source: str = "p"  # "p": camera_info P (rectified images, as depth_image_proc); "k": K
+    rectify: bool = False  # undistort raw images with camera_info (D, R, P) before the network; outputs rectified
     cloud_stride: int = 1  # keep every s-th row and column of the cloud
     cloud_max_depth: float = math.inf  # metres; farther points are invalid
     cloud_organized: bool = True  # organized (H x W, NaN invalid) or unorganized (1 x N, invalid dropped)
@@ -103,6 +111,19 @@ class PipelineSettings:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+
+@dataclass
+class FrameCamera:
+    """The camera of one frame as the pipeline uses it: intrinsics of the image given to the model, or why not."""
+
+    K: np.ndarray | None = None  # (3, 3) for the (possibly rectified) image; None: no usable intrinsics
+    info: Any = None  # the decoded CameraInfo (source of ~/depth/camera_info)
+    rectified: bool = False  # the image was undistorted here: K is P's, outputs are in the rectified geometry
+
+    @property
+    def focal(self) -> float | None:
+        return None if self.K is None else float(self.K[0, 0])
 
 
 @dataclass
@@ -142,6 +163,8 @@ class FramePipeline:
         self.class_names = [c.name for c in classes]
         self.class_colors = [c.color for c in classes]
         self._cloud_buffer = np.empty(0, dtype=CLOUD_DTYPE)  # reused across frames: no fresh pages per cloud
+        self.rectifier = Rectifier()  # maps cached per camera_info; OpenCV imported only when one is needed
+        self._said: set[str] = set()  # warnings given once per pipeline
 
     # ----------------------------------------------------------------------------------------------- inputs
     def decode_image(self, image) -> tuple[Any, np.ndarray]:
@@ -227,21 +250,15 @@ class FramePipeline:
         result.header = msg.header
         if not getattr(self.predictor, "depth_on", True):
             wanted = _without_depth_outputs(wanted, result)
-        K_image = None
-        if wanted & OUTPUTS_NEEDING_INTRINSICS:
-            if camera_info is None:
-                result.warnings.append(
-                    "no camera_info received: ~/points, ~/instances and ~/depth/camera_info are off until one "
-                    "arrives on the camera_info topic"
-                )
+        camera = FrameCamera()
+        if wanted & OUTPUTS_NEEDING_DEPTH or settings.rectify:
+            rgb, camera = self._camera(camera_info, rgb, wanted, result)
+            if camera.K is None:
                 wanted -= OUTPUTS_NEEDING_INTRINSICS
-            else:
-                camera_info = self.decode_camera_info(camera_info)
-                K_image = camera_info_to_K(camera_info, rgb.shape[:2], settings.intrinsics_source)
         now = time.perf_counter()
         timings["decode"], tick = now - tick, now
 
-        prediction = self.predictor(rgb)
+        prediction = self.predictor(rgb, focal=camera.focal)
         now = time.perf_counter()
         reported = dict(getattr(prediction, "timings", None) or {})
         if "model" in reported:
@@ -266,8 +283,11 @@ class FramePipeline:
         if depth is not None:
             depth = depth.astype(np.float32, copy=False)
         K = None
-        if K_image is not None:
-            K = K_image if out_size == rgb.shape[:2] else scale_intrinsics(K_image, rgb.shape[:2], out_size)
+        if camera.K is not None:
+            K = camera.K if out_size == rgb.shape[:2] else scale_intrinsics(camera.K, rgb.shape[:2], out_size)
+        scaling = getattr(prediction, "depth_scaling", None)
+        if depth is not None and scaling is not None:
+            self.stats.depth_scale = describe_depth_scaling(scaling, camera)
         image_rgb = rgb if out_size == rgb.shape[:2] else resize_nearest(rgb, out_size)
         colors = None
         needs_cloud_colors = "points" in wanted and settings.cloud_color != "image"
@@ -304,7 +324,8 @@ class FramePipeline:
         if "depth" in wanted:
             built["depth"] = m.depth_image(store, header, depth)
         if "depth/camera_info" in wanted:
-            built["depth/camera_info"] = m.depth_camera_info(store, header, camera_info, out_size)
+            built["depth/camera_info"] = m.depth_camera_info(store, header, camera.info, out_size,
+                                                             rectified=camera.rectified)
         if "points" in wanted:
             dense = None if settings.cloud_organized else True  # unorganized clouds hold valid points only
             built["points"] = m.pointcloud2_message(store, header, cloud, is_dense=dense)
@@ -317,6 +338,69 @@ class FramePipeline:
             typename = OUTPUT_TYPES[suffix]
             result.outputs[suffix] = (typename, m.serialize(message, typename, store))
         timings["messages"] = time.perf_counter() - tick
+
+
+    # ----------------------------------------------------------------------------------------------- camera
+    def _camera(self, camera_info, rgb: np.ndarray, wanted: set[str], result: FrameResult
+                ) -> tuple[np.ndarray, FrameCamera]:
+        """(the image the model gets, its camera). Never raises for a bad camera_info: a missing or unusable one
+        leaves ``K`` None, with one warning naming the field, counted as a partial frame in the diagnostics; the
+        outputs that need no intrinsics go on (depth then assumes the model's canonical camera)."""
+        settings = self.settings
+        if camera_info is None:
+            self._partial(result, NO_CAMERA_INFO, "no camera_info received", wanted)
+            return rgb, FrameCamera()
+        try:
+            info = self.decode_camera_info(camera_info)
+            geometry = camera_geometry(info)
+            check_image_size(geometry, rgb.shape[:2])
+            if settings.rectify:
+                rectified = self.rectifier.rectify(rgb, info, geometry)
+                return rectified.image, FrameCamera(rectified.K, info, rectified=rectified.remapped)
+            K = camera_info_to_K(info, rgb.shape[:2], settings.intrinsics_source)
+        except FrameError as error:
+            self._partial(result, error.code if error.code == "rectify" else BAD_CAMERA_INFO, str(error), wanted)
+            return rgb, FrameCamera()
+        if is_distorted(info):
+            self._say_once(result, "distorted", (
+                f"camera_info.d is non-zero ({info.distortion_model} distortion) and parameter 'rectify' is false: "
+                "the images are used as they are, i.e. taken as rectified. If they are raw (image_raw), set "
+                "'rectify' to true (or feed image_proc's image_rect); the 3D outputs of raw wide-angle images bend"))
+        return rgb, FrameCamera(K, info)
+
+    def _partial(self, result: FrameResult, code: str, problem: str, wanted: set[str]) -> None:
+        """Publish what needs no intrinsics: say which outputs are off and what depth means, count it."""
+        effects = []
+        off = sorted(wanted & OUTPUTS_NEEDING_INTRINSICS)
+        if off:
+            effects.append(", ".join("~/" + name for name in off) + " off")
+        if "depth" in wanted:
+            effects.append("~/depth assumes the model's canonical camera (its scale is a guess)")
+        if self.settings.rectify:
+            effects.append("images not rectified")
+        until = " until a usable one arrives on the camera_info topic"
+        text = f"{problem}: {'; '.join(effects) or 'no output affected'}{until if effects else ''}"
+        if effects:
+            result.warnings.append(text)
+        self.stats.note_partial(code, text)
+
+    def _say_once(self, result: FrameResult, key: str, text: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            result.warnings.append(text)
+
+
+def describe_depth_scaling(scaling, camera: FrameCamera) -> str:
+    """One line for the diagnostics: where the metric scale of ~/depth came from."""
+    rule = getattr(scaling, "rule", "")
+    if rule == "camera":
+        return (f"camera: fx {scaling.focal_effective:.1f} px at the network input / canonical "
+                f"{scaling.focal_canonical:.1f} px = x{scaling.factor:.3f}")
+    if rule == "assumed-canonical":
+        return f"ASSUMED canonical camera (fx {scaling.focal_canonical:.1f} px at the network input): no usable camera_info"
+    if rule == "legacy":
+        return f"model without a canonical focal length: resize factor x{scaling.factor:.3f} (training camera assumed)"
+    return str(rule)
 
 
 def _without_depth_outputs(wanted: set[str], result: FrameResult) -> set[str]:

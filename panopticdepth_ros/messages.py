@@ -174,12 +174,14 @@ def rgb_image(store, header, rgb: np.ndarray):
     return image_message(store, header, np.asarray(rgb, dtype=np.uint8), "rgb8")
 
 
-def depth_camera_info(store, header, source_info, output_size: tuple[int, int]):
+def depth_camera_info(store, header, source_info, output_size: tuple[int, int], rectified: bool = False):
     """~/depth/camera_info: ``source_info`` (the input camera_info) for an image of ``output_size`` (height, width).
 
     K and P are scaled from the size camera_info describes (after its binning and ROI) to the output size; D, R
     and the distortion model are copied; binning and ROI are reset because they are already applied. An all-zero
-    input P is published as [K | 0] so depth_image_proc (which reads P) works.
+    input P is published as [K | 0] so depth_image_proc (which reads P) works. ``rectified``: the pipeline
+    undistorted the image (parameter ``rectify``), so the outputs show the rectified camera: K = P's 3x3, zero D
+    (plumb_bob), identity R, P kept.
     """
     geometry = camera_geometry(source_info)
     height, width = output_size
@@ -187,16 +189,21 @@ def depth_camera_info(store, header, source_info, output_size: tuple[int, int]):
     if geometry.size is not None and geometry.size != (height, width):
         k = scale_intrinsics(k, geometry.size, (height, width))
         p = scale_intrinsics(p, geometry.size, (height, width))
+    model = str(source_info.distortion_model)
+    d = np.asarray(source_info.d, dtype=np.float64).reshape(-1).copy()
+    r = np.asarray(source_info.r, dtype=np.float64).reshape(-1).copy()
+    if rectified:
+        k, model, d, r = p[:, :3].copy(), "plumb_bob", np.zeros(5), np.eye(3).reshape(-1)
     types = store.types
     roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return types[CAMERA_INFO](
         header=copy_header(store, header),
         height=int(height),
         width=int(width),
-        distortion_model=str(source_info.distortion_model),
-        d=np.asarray(source_info.d, dtype=np.float64).reshape(-1).copy(),
+        distortion_model=model,
+        d=d,
         k=k.reshape(-1).astype(np.float64),
-        r=np.asarray(source_info.r, dtype=np.float64).reshape(-1).copy(),
+        r=r,
         p=p.reshape(-1).astype(np.float64),
         binning_x=0,
         binning_y=0,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .frame_pipeline import CLOUD_COLORS, OUTPUTS, PipelineSettings
+from .rectification import OPENCV_PACKAGE, opencv_available
 
 #: Output suffix -> the boolean parameter that switches it.
 OUTPUT_TOGGLES: dict[str, str] = {suffix: "publish_" + suffix.replace("/", "_") for suffix in OUTPUTS}
@@ -104,6 +105,9 @@ PARAMETERS: dict[str, Spec] = {
     "input_qos_depth": Spec(1, "int", "QoS history depth of the input subscriptions", _int_range(1, 100)),
     "intrinsics_source": Spec("p", "str", "camera_info matrix for fx, fy, cx, cy: 'p' (rectified images, as "
                               "depth_image_proc) or 'k' (raw images)", _choice(("p", "k")), restart=False),
+    "rectify": Spec(False, "bool", "undistort raw images with camera_info's D, R and P before the network "
+                    "(plumb_bob, rational_polynomial, equidistant; needs opencv-python-headless); outputs are then "
+                    "in the rectified geometry, ~/depth/camera_info with P and zero D", restart=False),
     # outputs
     **{toggle: Spec(True, "bool", f"publish ~/{suffix}", restart=False) for suffix, toggle in OUTPUT_TOGGLES.items()},
     "output_qos_reliability": Spec("reliable", "str", "QoS reliability of the outputs", _choice(RELIABILITIES)),
@@ -151,6 +155,7 @@ class NodeParams:
     input_qos_reliability: str = "best_effort"
     input_qos_depth: int = 1
     intrinsics_source: str = "p"
+    rectify: bool = False
     publish_panoptic: bool = True
     publish_semantic: bool = True
     publish_instance: bool = True
@@ -195,6 +200,7 @@ class NodeParams:
             distro=distro,
             compressed_input=self.compressed_input,
             intrinsics_source=self.intrinsics_source,
+            rectify=self.rectify,
             cloud_stride=self.cloud_stride,
             cloud_max_depth=self.max_depth,
             cloud_organized=self.cloud_organized,
@@ -283,6 +289,8 @@ def validate(values: Mapping[str, Any], base: NodeParams | None = None) -> NodeP
     if params.precision == "fp16" and params.device in ("cpu", "mps"):
         raise ParameterError("precision", f"fp16 needs a CUDA device, but device is {params.device!r}; use fp32 "
                              "or bf16")
+    if params.rectify and not opencv_available():
+        raise ParameterError("rectify", f"true needs OpenCV, which is not installed: pip install {OPENCV_PACKAGE}")
     if 0 < params.input_max_size < params.input_min_size:
         raise ParameterError("input_max_size", f"{params.input_max_size} is smaller than input_min_size "
                              f"{params.input_min_size}")

@@ -203,7 +203,7 @@ def test_interrupted_run_leaves_nothing(model, bags, tmp_path: Path) -> None:
         depth_on = True
         calls = 0
 
-        def __call__(self, rgb):
+        def __call__(self, rgb, focal=None):
             self.calls += 1
             if self.calls == 2:
                 raise KeyboardInterrupt

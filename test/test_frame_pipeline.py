@@ -30,7 +30,7 @@ class FakePredictor:
     def __init__(self, scale: float = 1.0, tensors: bool = False, depth: bool = True) -> None:
         self.scale, self.tensors, self.depth, self.calls = scale, tensors, depth, 0
 
-    def __call__(self, rgb: np.ndarray):
+    def __call__(self, rgb: np.ndarray, focal: float | None = None):
         assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
         self.calls += 1
         height, width = round(rgb.shape[0] * self.scale), round(rgb.shape[1] * self.scale)
@@ -153,39 +153,86 @@ def test_bad_frames_are_skipped_counted_and_named(frame) -> None:
     pipeline = FramePipeline(predictor)
     bad_encoding, _ = _image(store)
     bad_encoding.encoding = "yuv422"
-    zero_info = _bytes(_camera_info(store, k=(0.0,) * 9), m.CAMERA_INFO, store)
-    nan_info = _bytes(_camera_info(store, k=(np.nan,) * 9), m.CAMERA_INFO, store)
     cases = [
         (image[: len(image) // 2], info, "deserialize"),
         (b"", info, "deserialize"),
         (_bytes(bad_encoding, m.IMAGE, store), info, "encoding"),
-        (image, zero_info, "camera_info"),
-        (image, nan_info, "camera_info"),
-        (image, info[:20], "deserialize"),
-        (image, _bytes(_camera_info(store, height=48, width=48), m.CAMERA_INFO, store), "camera_info"),
     ]
     for image_bytes, info_bytes, code in cases:
         result = pipeline.process(image_bytes, info_bytes)
         assert result.skipped and result.code == code and result.outputs == {}, (code, result.reason)
         assert result.reason
     assert "yuv422" in pipeline.process(_bytes(bad_encoding, m.IMAGE, store), info).reason
-    assert "fx=0" in pipeline.process(image, zero_info).reason
     assert predictor.calls == 0  # bad frames never reach the model
-    assert pipeline.stats.frames_in == 9 and pipeline.stats.processed == 0
-    assert pipeline.stats.dropped == {"deserialize": 3, "encoding": 2, "camera_info": 4}
-    # A camera_info with zeros only matters when a 3D output is asked for.
-    assert not pipeline.process(image, zero_info, wanted=["semantic", "overlay"]).skipped
+    assert pipeline.stats.frames_in == 4 and pipeline.stats.processed == 0
+    assert pipeline.stats.dropped == {"deserialize": 2, "encoding": 2}
     typename, data = pipeline.diagnostics((5, 0))
     status = m.deserialize(data, typename, store).status[0]
     values = {kv.key: kv.value for kv in status.values}
-    assert status.level == 1 and values["frames in"] == "10" and values["frames processed"] == "1"
-    assert values["dropped (camera_info)"] == "4" and "fx=0" in values["last drop reason"]
+    assert status.level == 1 and values["frames in"] == "4" and values["frames processed"] == "0"
+    assert values["dropped (encoding)"] == "2" and "yuv422" in values["last drop reason"]
+
+
+TWO_D = {"panoptic", "semantic", "instance", "depth", "overlay"}
+
+
+def test_unusable_camera_info_costs_only_the_3d_outputs(frame) -> None:
+    """An uncalibrated camera (all-zero K), NaN, another aspect ratio or undecodable bytes: every output that
+    needs no intrinsics is still published, the warning names the field, the diagnostics count it (WARN)."""
+    store, image, info, rgb = frame
+    pipeline = FramePipeline(FakePredictor())
+    zero_info = _bytes(_camera_info(store, k=(0.0,) * 9), m.CAMERA_INFO, store)
+    nan_info = _bytes(_camera_info(store, k=(np.nan,) * 9), m.CAMERA_INFO, store)
+    square_info = _bytes(_camera_info(store, height=48, width=48), m.CAMERA_INFO, store)
+    cases = [(zero_info, "camera_info.k: fx=0"), (nan_info, "camera_info.k: contains NaN"),
+             (square_info, "camera_info is 48x48 but the image is 32x24"), (info[:20], "camera_info: cannot deserialize")]
+    for info_bytes, named in cases:
+        result = pipeline.process(image, info_bytes)
+        assert not result.skipped, result.reason
+        assert set(result.outputs) == TWO_D, named
+        assert len(result.warnings) == 1 and named in result.warnings[0], result.warnings
+        assert "~/depth/camera_info, ~/instances, ~/points off" in result.warnings[0]
+        assert "canonical camera" in result.warnings[0]  # what depth means now
+    assert pipeline.stats.processed == 4 and not pipeline.stats.dropped
+    assert pipeline.stats.partial == {"camera_info": 4}
+    typename, data = pipeline.diagnostics((5, 0))
+    status = m.deserialize(data, typename, store).status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == 1 and "without usable intrinsics" in status.message
+    assert values["without intrinsics (camera_info)"] == "4" and "deserialize" in values["last intrinsics problem"]
+    # The next report is OK again once a usable camera_info arrives, and the whole frame is back.
+    result = pipeline.process(image, info)
+    assert set(result.outputs) == set(OUTPUTS) and not result.warnings
+    assert pipeline.stats.level_and_message()[0] == 0
+    # A camera_info with zeros only matters when an output that uses it is asked for.
+    result = pipeline.process(image, zero_info, wanted=["semantic", "overlay"])
+    assert not result.skipped and not result.warnings and pipeline.stats.partial == {"camera_info": 4}
+
+
+def test_depth_scale_follows_camera_info(frame) -> None:
+    """The predictor gets camera_info's fx for the image size (P by default), None without a usable one."""
+    store, image, info, rgb = frame
+    seen = []
+
+    class Recording(FakePredictor):
+        def __call__(self, rgb, focal=None):
+            seen.append(focal)
+            return super().__call__(rgb, focal)
+
+    pipeline = FramePipeline(Recording())
+    pipeline.process(image, info)
+    pipeline.process(image, None)
+    pipeline.process(image, _bytes(_camera_info(store, k=(0.0,) * 9), m.CAMERA_INFO, store))
+    half = _camera_info(store, k=(60.0, 0.0, 31.5, 0.0, 60.0, 23.5, 0.0, 0.0, 1.0), height=2 * HEIGHT,
+                        width=2 * WIDTH)  # calibrated at twice the image size: fx scales to 30
+    pipeline.process(image, _bytes(half, m.CAMERA_INFO, store))
+    assert seen == [30.0, None, None, 30.0]
 
 
 def test_failing_predictor_does_not_raise(frame) -> None:
     _, image, info, _ = frame
 
-    def broken(rgb):
+    def broken(rgb, focal=None):
         raise RuntimeError("CUDA out of memory")
 
     pipeline = FramePipeline(broken)
@@ -302,10 +349,15 @@ def test_fuzz_malformed_cdr_is_classified(frame, data) -> None:
     args = (bytes(blob), info) if target == "image" else (image, bytes(blob))
     result = pipeline.process(*args)
     # Malformed input must be recognised as such: a specific code naming what was wrong, never "internal" (the
-    # code of an exception nobody anticipated, i.e. a bug in the decoding path).
+    # code of an exception nobody anticipated, i.e. a bug in the decoding path). A malformed camera_info never
+    # costs the outputs that need no intrinsics.
     if result.skipped:
+        assert target == "image", result.reason
         assert result.code in INPUT_FAILURE_CODES, (result.code, result.reason)
         assert result.outputs == {} and result.reason
+    elif pipeline.stats.partial:
+        assert target == "info" and set(pipeline.stats.partial) == {"camera_info"}
+        assert set(result.outputs) == TWO_D and result.warnings
     else:
         assert set(result.outputs) == set(OUTPUTS)
     assert pipeline.stats.frames_in == 1 and pipeline.stats.processed + sum(pipeline.stats.dropped.values()) == 1

@@ -203,7 +203,7 @@ class FakePredictor:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, rgb: np.ndarray):
+    def __call__(self, rgb: np.ndarray, focal: float | None = None):
         self.calls += 1
         h, w = rgb.shape[:2]
         semantic = np.full((h, w), 13, np.int32)
@@ -380,7 +380,9 @@ def test_worker_thread_starts_and_stops() -> None:
         while not any(topic == "semantic" for topic, _ in recorder.published) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert any(topic == "semantic" for topic, _ in recorder.published)
-        assert any("no camera_info" in w for w in recorder.warnings) is False  # depth/semantic need none
+        # ~/depth goes out without camera_info, with a warning that its scale assumes the canonical camera
+        assert any(topic == "depth" for topic, _ in recorder.published)
+        assert [w for w in recorder.warnings if "no camera_info" in w and "canonical camera" in w]
     finally:
         assert worker.stop(timeout=10)
     assert not worker.running
