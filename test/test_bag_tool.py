@@ -146,6 +146,31 @@ def test_cli_outputs_params_file_and_topics(model, bags, tmp_path: Path, capsys)
     assert code == 1 and "'precision'" in capsys.readouterr().err
 
 
+def test_depth_is_scaled_by_the_bags_camera(bags, tmp_path: Path, capsys) -> None:
+    """A camera-aware model (canonical fx 40 px at its 64x128 input): ~/depth is the Predictor's depth for the
+    camera_info's fx (the sample bag's camera: fx / 40 times the network's depth). --rectify runs too (the
+    synthetic camera has no distortion: the image is left as it is)."""
+    cfg = tiny_cfg("MODEL.CANONICAL_FOCAL", "40", base=TINY_NODE_MODEL)
+    config, weights = write_random_model(tmp_path, cfg, label_everything=True)
+    out = tmp_path / "out"
+    code = cli.main(["bag", "--input", str(bags["mcap"]), "--output", str(out), "--config", str(config),
+                     "--weights", str(weights), "--device", "cpu", "--outputs", "depth", "--rectify", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    inputs, outputs = _read(bags["mcap"]), _read(out)
+    predictor = Predictor.from_files(config, weights, device="cpu")
+    for (_, _, image), (_, _, info), (_, _, depth_msg) in zip(inputs[IMAGE_TOPIC], inputs[CAMERA_INFO_TOPIC],
+                                                              outputs[f"{NS}/depth"]):
+        rgb = np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, 3).copy()
+        fx = float(info.p[0])
+        prediction = predictor(rgb, focal=fx)
+        assert prediction.depth_scaling.factor == pytest.approx(fx / 40.0) and fx != 40.0
+        depth = np.frombuffer(depth_msg.data, "<f4").reshape(depth_msg.height, depth_msg.width)
+        np.testing.assert_allclose(depth, np.where(prediction.depth > 0, prediction.depth, np.nan), rtol=1e-6,
+                                   equal_nan=True)
+    final = {kv.key: kv.value for kv in outputs["/diagnostics"][-1][2].status[0].values}
+    assert final["depth scale"].startswith("camera: fx")
+
+
 def test_missing_and_ambiguous_topics_list_the_bag(model, bags, tmp_path: Path) -> None:
     with pytest.raises(BagError, match=r"(?s)/camera/left is not in the bag; its topics:.*/camera/image_raw"):
         run_bag(bags["mcap"], tmp_path / "a", _params(model), image_topic="/camera/left", progress=False)

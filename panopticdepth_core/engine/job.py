@@ -69,9 +69,16 @@ def evaluate_weights(cfg: CfgNode) -> dict:
     from ..modeling.build import build_model
     from .evaluation import evaluate_model
 
+    from ..inference.predictor import model_canonical_focal
+
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
         load_model_weights(model, cfg.MODEL.WEIGHTS)
+        focal = model_canonical_focal(cfg, cfg.MODEL.WEIGHTS)  # the config and the file must agree on it
+        if focal is not None and cfg.MODEL.CANONICAL_FOCAL != focal:  # the file's, when the config has none
+            cfg = cfg.clone().defrost()
+            cfg.MODEL.CANONICAL_FOCAL = focal
+            cfg.freeze()
     metrics = {}
     if is_main_process():
         for name in cfg.DATASETS.TEST:
