@@ -10,12 +10,13 @@ import torch
 from tiny_model import tiny_cfg
 
 from panopticdepth_core.checkpoint.convert import (
+    CITYSCAPES_FOCAL,
     default_config_path,
     map_key,
     released_names,
     target_state_dict,
 )
-from panopticdepth_core.checkpoint.io import checkpoint_config, load_model_weights
+from panopticdepth_core.checkpoint.io import checkpoint_canonical_focal, checkpoint_config, load_model_weights
 from panopticdepth_core.config import load_config
 from panopticdepth_core.modeling.build import build_model
 from panopticdepth_ros.cli import main
@@ -134,6 +135,11 @@ def test_convert_then_load_and_run(tmp_path, capsys) -> None:
         head, _, _ = model.predict_heads([torch.rand(3, 97, 131) * 255])
     assert head.depth_embedding.shape == (1, 8, 32, 64)
     assert torch.isfinite(head.mask_embedding).all()
+    # a depth model records its canonical camera: the config sets none here, so Cityscapes' (released models)
+    assert cfg.MODEL.CANONICAL_FOCAL == CITYSCAPES_FOCAL == checkpoint_canonical_focal(out) == 2262.52
+    assert "canonical focal: 2262.52 px (Cityscapes' camera" in printed
+    rc, out = _convert(tmp_path, fake, _config_file(tmp_path, "MODEL.CANONICAL_FOCAL", "1000"), name="own.pth")
+    assert rc == 0 and checkpoint_canonical_focal(out) == 1000.0
 
 
 def test_extra_missing_or_misshaped_key_fails_naming_it(tmp_path, capsys) -> None:
