@@ -22,7 +22,7 @@ from panopticdepth_ros import cli
 from panopticdepth_ros import messages as m
 from panopticdepth_ros.bags.errors import BagError
 from panopticdepth_ros.bags.extraction import ExtractOptions, extract_bag
-from panopticdepth_ros.bags.io import open_reader
+from panopticdepth_ros.bags.io import open_reader, types_line
 from panopticdepth_ros.bags.offline import NO_CAMERA_INFO, run_bag
 from panopticdepth_ros.bags.recording import ros2_type_name
 from panopticdepth_ros.bags.synthetic import synthetic_frame, write_synthetic_bag
@@ -202,6 +202,20 @@ def test_db3_without_metadata_or_definitions_uses_the_distro_type_store(params, 
     for text in (bag_text, extract_text):
         assert f"no metadata.yaml: read the 1 sqlite3 file(s) in the folder in split order ({db3.name})" in text
         assert "decoded as ROS 2 humble's (--distro); assumed:" in text
+
+
+def test_empty_definitions_count_as_none(tmp_path: Path) -> None:
+    """rosbag2 records an empty definition for a type it could not look up; that is no definition either."""
+    store = m.get_store("humble")
+    bag = tmp_path / "empty_defs"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection(IMAGE, m.IMAGE, msgdef="", rihs01=store.hash_rihs01(m.IMAGE))
+        msg = m.image_message(store, m.make_header(store, 1, 0, "cam"), np.zeros((4, 4, 3), np.uint8), "rgb8")
+        writer.write(conn, 1, m.serialize(msg, m.IMAGE, store))
+    with open_reader(bag) as reader:
+        assert not reader.has_definitions()
+        assert "assumed: the bag has no message definitions of sensor_msgs/msg/Image" in types_line(
+            reader, reader.connections, "humble")
 
 
 def test_command_lines_say_which_type_store_was_assumed(params, tmp_path: Path, capsys) -> None:

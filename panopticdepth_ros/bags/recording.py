@@ -93,8 +93,7 @@ class Recording:
                 groups.setdefault((conn.topic, msgtype), []).append(conn)
         merged = {}
         for number, ((topic, msgtype), conns) in enumerate(groups.items(), start=1):
-            msgdef = next((c.msgdef for c in conns if c.msgdef.format != MessageDefinitionFormat.NONE),
-                          conns[0].msgdef)
+            msgdef = next((c.msgdef for c in conns if self.has_definitions([c])), conns[0].msgdef)
             merged[(topic, msgtype)] = Connection(number, topic, msgtype, msgdef, conns[0].digest,
                                                   sum(c.msgcount for c in conns), conns[0].ext, self)
         self.connections = list(merged.values())
@@ -112,7 +111,7 @@ class Recording:
     def has_definitions(self, connections: Collection[Connection] | None = None) -> bool:
         """Whether the bag carries the message definitions of ``connections`` (default: all of them)."""
         conns = self.connections if connections is None else connections
-        return all(conn.msgdef.format != MessageDefinitionFormat.NONE for conn in conns)
+        return all(conn.msgdef.format != MessageDefinitionFormat.NONE and conn.msgdef.data.strip() for conn in conns)
 
     def messages(self, connections: Collection[Connection] = ()) -> Iterator[tuple[Connection, int, bytes]]:
         """(connection, log time, CDR bytes) of ``connections`` (default: all), file by file in split order."""
