@@ -272,6 +272,10 @@ def test_folder_of_splits_without_metadata_is_read_in_split_order(tmp_path: Path
         image = [c for c in reader.connections if c.topic == IMAGE]
         times = [t for _, t, _ in reader.messages(image)]
     assert len(image) == 1 and image[0].msgcount == 6 and times == sorted(times) and len(times) == 6
+    damaged = bag / "run_2.db3"
+    damaged.write_bytes(damaged.read_bytes()[:1000])  # a bad split fails fast with its own path
+    with pytest.raises(BagError, match=r"run_2\.db3: not a readable rosbag2 .*truncated or corrupt"):
+        open_reader(bag)
     (bag / "extra.mcap").write_bytes(b"")
     with pytest.raises(BagError, match="both .mcap and .db3 files"):
         open_reader(bag)

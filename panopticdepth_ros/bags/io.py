@@ -133,7 +133,7 @@ def types_line(reader: Recording, connections: list, distro: str) -> str:
 
 
 def connections_by_topic(reader: Recording) -> dict[str, list]:
-    """topic -> the bag's connections on it (a topic recorded twice has two)."""
+    """topic -> the bag's connections on it (one per message type; a topic recorded with two types has two)."""
     topics: dict[str, list] = {}
     for connection in reader.connections:
         topics.setdefault(connection.topic, []).append(connection)
@@ -163,8 +163,8 @@ def read_messages(reader: Recording, connections: list) -> Iterator[tuple[Any, i
         except StopIteration:
             return
         except Exception as exc:  # noqa: BLE001 - any reader failure is a broken input bag
-            raise BagError(f"{reader.path}: reading failed after {count} messages ({type(exc).__name__}: {exc}); the "
-                           f"bag is truncated or corrupt: {REPAIR_HINT}") from exc
+            raise BagError(f"{reader.current}: reading failed after {count} messages ({type(exc).__name__}: {exc}); "
+                           f"the bag is truncated or corrupt: {REPAIR_HINT}") from exc
         count += 1
         yield item
 

@@ -63,6 +63,7 @@ class Recording:
         self.storage = storage
         self.notes: list[str] = list(notes)
         self.connections: list[Connection] = []
+        self.current: Path = path  # the file (or folder) being read: errors name it
         self._parts: list[_Part] = []
         try:
             for file in files:
@@ -121,6 +122,7 @@ class Recording:
             if not own:
                 continue
             links, single = part.links, part.single_file
+            self.current = Path(part.reader.path)
             for conn, log_time, data in part.reader.messages(connections=own):
                 if single and data[:4] == ZSTD_MAGIC:
                     data = _zstd_decompress(data)
