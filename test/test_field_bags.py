@@ -323,6 +323,12 @@ def test_without_camera_info_2d_outputs_and_how_to_give_intrinsics(params, tmp_p
     written = {topic.removeprefix(f"{NS}/") for topic in summary.written}
     assert {"panoptic", "semantic", "instance", "depth", "overlay"} <= written
     assert not written & {"points", "instances", "depth/camera_info"}
+    extracted = extract_bag(ExtractOptions(bag=bag, out=tmp_path / "data", image_topic=IMAGE, depth_topic=DEPTH,
+                                           progress=False))
+    assert (extracted.image_messages, extracted.written, extracted.skipped) == (3, 3, {})
+    assert "no --camera-info-topic: frames are written without intrinsics" in extracted.format()
+    split = tmp_path / "data" / "train"
+    assert len(list(split.glob("*_depth.png"))) == 3 and not list(split.glob("*_camera.json"))
 
     with_focal = run_bag(bag, tmp_path / "focal", params, progress=False, log=lambda _: None, focal=FOCAL)
     assert with_focal.written[f"{NS}/points"] == 3 and NO_CAMERA_INFO not in with_focal.lines()
