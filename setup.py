@@ -27,9 +27,11 @@ setup(
         ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
         ("share/" + package_name + "/models", glob("models/*.safetensors") + glob("models/*.yaml")),
     ],
-    # Ranges, not pins: robots run Humble (Python 3.10) and Jazzy (3.12) with their own torch builds.
+    # Ranges, not pins: robots run Humble (Ubuntu 22.04: Python 3.10, numpy 1.21.5) and Jazzy (24.04: Python 3.12,
+    # numpy 1.26.4) with their own numpy and torch. Every range resolves with the distro's own numpy kept
+    # (test/test_install_requirements.py); install next to ROS with a constraint on the system numpy (README).
     install_requires=[
-        "numpy>=1.22",
+        "numpy>=1.21",
         "torch>=2.1",
         "torchvision>=0.16",
         "PyYAML>=5.4",
@@ -37,10 +39,15 @@ setup(
         "Pillow>=9.0",
         "tqdm>=4.60",
         "rosbags>=0.10",
+        "opencv-python-headless>=4.5",  # undistortion / rectification (4.11 is the newest without numpy 2)
+        "scipy>=1.8",  # linear_sum_assignment for tracking (Humble's numpy 1.21.5 keeps it at 1.10)
     ],
     extras_require={
+        "onnx": ["onnxruntime>=1.12", "onnx>=1.14"],  # Humble's numpy 1.21.5 allows onnxruntime 1.12.1 only
+        "eval": ["motmetrics>=1.4"],
         "train": ["tensorboard>=2.10"],
-        "test": ["pytest>=7", "hypothesis>=6.70", "ruff>=0.5", "tensorboard>=2.10"],
+        "test": ["pytest>=7", "hypothesis>=6.70", "ruff>=0.5", "tensorboard>=2.10", "motmetrics>=1.4",
+                 "uv>=0.4"],  # uv resolves the requirements for Humble's and Jazzy's Python in the install check
     },
     zip_safe=True,
     entry_points={

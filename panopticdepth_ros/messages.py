@@ -174,6 +174,26 @@ def rgb_image(store, header, rgb: np.ndarray):
     return image_message(store, header, np.asarray(rgb, dtype=np.uint8), "rgb8")
 
 
+def camera_info_message(store, header, k: np.ndarray, size: tuple[int, int]):
+    """sensor_msgs/CameraInfo of an undistorted pinhole camera: K, plumb_bob with D = 0, R = I, P = [K | 0]."""
+    k = np.asarray(k, dtype=np.float64).reshape(3, 3)
+    roi = store.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return store.types[CAMERA_INFO](
+        header=header, height=int(size[0]), width=int(size[1]), distortion_model="plumb_bob",
+        d=np.zeros(5, np.float64), k=k.reshape(-1).copy(), r=np.eye(3).reshape(-1),
+        p=np.concatenate([k, np.zeros((3, 1))], axis=1).reshape(-1),
+        binning_x=0, binning_y=0, roi=roi,
+    )
+
+
+def pinhole_camera_info(store, header, size: tuple[int, int], focal: float):
+    """CameraInfo of a pinhole camera with fx = fy = ``focal`` px and the principal point at the image centre
+    ((W - 1) / 2, (H - 1) / 2; pixel centres at integer coordinates): `panopticdepth bag --focal`."""
+    height, width = size
+    k = np.array([[focal, 0.0, (width - 1) / 2.0], [0.0, focal, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+    return camera_info_message(store, header, k, size)
+
+
 def depth_camera_info(store, header, source_info, output_size: tuple[int, int], rectified: bool = False):
     """~/depth/camera_info: ``source_info`` (the input camera_info) for an image of ``output_size`` (height, width).
 

@@ -8,8 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from fuzzing import HealthCheck, given, settings, st
 from PIL import Image as PilImage
 
 from panopticdepth_core.inference.pointcloud import unpack_rgb

@@ -57,8 +57,7 @@ def test_defaults_agree_everywhere() -> None:
 def test_shipped_yaml_is_valid_and_equals_the_defaults() -> None:
     values = load_params_file(REPO / "config" / "panopticdepth_node.yaml")
     assert set(values) <= set(PARAMETERS)
-    # every parameter is documented in the file except the list that ROS parameter files cannot hold empty
-    assert set(PARAMETERS) - set(values) == {"cloud_exclude_labels"}
+    assert set(PARAMETERS) == set(values)  # every parameter, the empty label list included
     assert validate(values) == NodeParams()
 
 

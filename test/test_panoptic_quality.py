@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from fuzzing import given, settings, st
 
 from panopticdepth_core.data.classes import CITYSCAPES_CLASSES
 from panopticdepth_core.evaluation.panoptic_quality import (

@@ -66,10 +66,9 @@ def configure_logging(rank: int) -> None:
 def evaluate_weights(cfg: CfgNode) -> dict:
     """--eval-only: score MODEL.WEIGHTS on every DATASETS.TEST split; rank 0 writes OUTPUT_DIR/eval_metrics.json."""
     from ..checkpoint.io import load_model_weights
+    from ..inference.predictor import model_canonical_focal
     from ..modeling.build import build_model
     from .evaluation import evaluate_model
-
-    from ..inference.predictor import model_canonical_focal
 
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:

@@ -12,6 +12,8 @@ run never leaves a bag that looks complete; an existing output is never overwrit
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import shutil
 import time
@@ -19,6 +21,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from .. import messages as m
 from ..frame_pipeline import OUTPUT_TYPES, OUTPUTS, FramePipeline
@@ -32,6 +36,7 @@ from .io import (
     open_reader,
     open_writer,
     read_messages,
+    types_line,
 )
 
 DEFAULT_NAMESPACE = "/panopticdepth_node"
@@ -39,6 +44,10 @@ IMAGE_TYPES = (m.IMAGE, m.COMPRESSED_IMAGE)
 #: Encodings that make an Image topic a camera image for auto-detection (labels are mono8/16UC1, depth 32FC1).
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 DIAGNOSTICS_PERIOD_NS = 1_000_000_000
+NO_CAMERA_INFO = ("no camera_info topic in the bag: ~/points, ~/instances and ~/depth/camera_info are not written "
+                  "(the 2D outputs are) and ~/depth assumes the model's canonical camera; give the intrinsics with "
+                  "--focal PX (a pinhole camera, fx = fy = PX, principal point at the image centre) or with "
+                  "--camera-info-topic TOPIC")
 
 
 @dataclass
@@ -56,12 +65,17 @@ class BagSummary:
     warnings: Counter[str] = field(default_factory=Counter)  # non-fatal warning -> frames
     written: Counter[str] = field(default_factory=Counter)  # output topic -> messages
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # how the input was read: types assumed, files missing, ...
+    focal: float | None = None  # --focal: pinhole camera_info made for a bag without one
 
     def lines(self) -> list[str]:
         """Human-readable report."""
         rate = self.processed / self.seconds if self.seconds > 0 else 0.0
+        camera = self.camera_info_topic or (f"(none: pinhole fx = fy = {self.focal:g} px from --focal)"
+                                            if self.focal else "(none)")
         out = [f"{self.input} -> {self.output}",
-               f"image topic {self.image_topic}, camera_info topic {self.camera_info_topic or '(none)'}",
+               f"image topic {self.image_topic}, camera_info topic {camera}",
+               *self.notes,
                f"frames in {self.frames_in}, processed {self.processed}, skipped {sum(self.skipped.values())} "
                f"({self.seconds:.1f} s, {rate:.2f} frames/s)"]
         for code, count in sorted(self.skipped.items()):
@@ -71,6 +85,22 @@ class BagSummary:
         for topic, count in sorted(self.written.items()):
             out.append(f"  wrote {count:5d} x {topic}")
         return out
+
+
+def _image_size(data: bytes, compressed: bool, store) -> tuple[int, int] | None:
+    """(height, width) of an image message without decoding its pixels; None when unreadable (the per-frame
+    path then reports the frame)."""
+    try:
+        if compressed:
+            from PIL import Image
+
+            msg = m.deserialize(data, m.COMPRESSED_IMAGE, store)
+            with Image.open(io.BytesIO(np.asarray(msg.data, dtype=np.uint8).tobytes())) as image:
+                return image.height, image.width
+        msg = m.deserialize(data, m.IMAGE, store)
+        return int(msg.height), int(msg.width)
+    except Exception:  # noqa: BLE001 - undecodable: the pipeline skips the frame and says why
+        return None
 
 
 def _first_encoding(reader, connection) -> str | None:
@@ -84,11 +114,29 @@ def _first_encoding(reader, connection) -> str | None:
     return None
 
 
+def _detect_image_topic(reader, by_topic: dict[str, list], table: str) -> str:
+    """The one CompressedImage or colour Image topic; else the bag's only Image topic (a mono or Bayer camera's
+    ``/camera/image_raw``: the per-frame path says if its encoding is unsupported); else BagError."""
+    candidates = [t for t, c in by_topic.items() if c[0].msgtype == m.COMPRESSED_IMAGE]
+    candidates += [t for t, c in by_topic.items()
+                   if c[0].msgtype == m.IMAGE and _first_encoding(reader, c[0]) in COLOR_ENCODINGS]
+    if not candidates:
+        candidates = [t for t, c in by_topic.items() if c[0].msgtype == m.IMAGE]
+        if len(candidates) > 1:
+            raise BagError(f"no colour image topic in the bag, and several Image topics {sorted(candidates)}; "
+                           f"choose one with --image-topic. Its topics:\n{table}")
+    if len(candidates) != 1:
+        what = "no image topic" if not candidates else f"several image topics {sorted(candidates)}"
+        raise BagError(f"{what} in the bag; choose one with --image-topic. Its topics:\n{table}")
+    return candidates[0]
+
+
 def select_topics(reader, image_topic: str | None = None,
                   camera_info_topic: str | None = None) -> tuple[list, list, bool]:
     """(image connections, camera_info connections, compressed) for the given or auto-detected topics.
 
-    Auto-detection: the one CompressedImage topic or Image topic with a colour encoding; camera_info: the
+    Auto-detection: the one CompressedImage topic or Image topic with a colour encoding, else the only Image
+    topic (legacy type names such as ``sensor_msgs/Image`` count as their ROS 2 types); camera_info: the
     ``camera_info`` next to the image (``/cam/image_raw`` -> ``/cam/camera_info``), else the only CameraInfo
     topic, else none (3D outputs off). Ambiguous or missing topics raise BagError listing the bag's topics.
     """
@@ -103,13 +151,7 @@ def select_topics(reader, image_topic: str | None = None,
             raise BagError(f"image topic {image_topic} has type {msgtype}; expected sensor_msgs/msg/Image or "
                            "CompressedImage")
     else:
-        candidates = [t for t, c in by_topic.items() if c[0].msgtype == m.COMPRESSED_IMAGE]
-        candidates += [t for t, c in by_topic.items()
-                       if c[0].msgtype == m.IMAGE and _first_encoding(reader, c[0]) in COLOR_ENCODINGS]
-        if len(candidates) != 1:
-            what = "no colour image topic" if not candidates else f"several image topics {sorted(candidates)}"
-            raise BagError(f"{what} in the bag; choose one with --image-topic. Its topics:\n{table}")
-        image_topic = candidates[0]
+        image_topic = _detect_image_topic(reader, by_topic, table)
     compressed = by_topic[image_topic][0].msgtype == m.COMPRESSED_IMAGE
 
     info_topics = [t for t, c in by_topic.items() if c[0].msgtype == m.CAMERA_INFO]
@@ -146,17 +188,21 @@ def run_bag(
     pipeline: FramePipeline | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    focal: float | None = None,
 ) -> BagSummary:
     """Process every image of ``input_path`` and write the node's outputs to the new bag ``output_path``.
 
     ``outputs``: output suffixes to write (default: those the parameters switch on); ``~/label_info`` and
     ``/diagnostics`` are always written. ``pipeline``: an already built pipeline (tests); otherwise one is
-    built from ``params`` like the node does. Raises BagError (or loading.ModelLoadError) with a clear
-    message; on any failure the partial output is removed.
+    built from ``params`` like the node does. ``focal``: for a bag without camera_info, the intrinsics of a
+    pinhole camera (fx = fy = focal px, principal point at the image centre) for the 3D outputs. Raises
+    BagError (or loading.ModelLoadError) with a clear message; on any failure the partial output is removed.
     """
     params = params or NodeParams()
     input_path, output_path = Path(input_path), Path(output_path)
     check_writer_options(storage, distro)
+    if focal is not None and not (math.isfinite(focal) and focal > 0):
+        raise BagError(f"--focal must be a positive number of pixels, got {focal}")
     wanted = list(params.enabled_outputs() if outputs is None else outputs)
     unknown = sorted(set(wanted) - set(OUTPUTS))
     if unknown:
@@ -171,14 +217,22 @@ def run_bag(
     reader = open_reader(input_path)
     try:
         image_conns, info_conns, compressed = select_topics(reader, image_topic, camera_info_topic)
+        if focal is not None and info_conns:
+            raise BagError(f"--focal gives the intrinsics of a bag without camera_info, but camera_info topic "
+                           f"{info_conns[0].topic} is used; leave out --focal")
+        summary = BagSummary(input_path, output_path, image_conns[0].topic,
+                             info_conns[0].topic if info_conns else None, focal=focal)
+        summary.notes = [*reader.notes, types_line(reader, [*image_conns, *info_conns], distro)]
+        if not info_conns and focal is None:
+            summary.notes.append(NO_CAMERA_INFO)
+        for note in summary.notes:
+            log(note)
         if pipeline is None:
             from ..loading import build_pipeline
 
             pipeline, model = build_pipeline(params, distro)
             log(model.describe())
         pipeline.settings.compressed_input = compressed
-        summary = BagSummary(input_path, output_path, image_conns[0].topic,
-                             info_conns[0].topic if info_conns else None)
         staging = output_path.parent / f".{output_path.name}.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         try:
@@ -188,7 +242,8 @@ def run_bag(
         try:
             with open_writer(staging / output_path.name, storage, distro) as writer:
                 try:
-                    _convert(reader, writer, pipeline, image_conns, info_conns, wanted, namespace, summary, progress)
+                    _convert(reader, writer, pipeline, image_conns, info_conns, wanted, namespace, summary, progress,
+                             focal)
                 except BagError as error:  # the input broke mid-way: say that the partial output is gone
                     raise BagError(f"{error}; no output was written") from error
             os.replace(staging / output_path.name, output_path)
@@ -200,10 +255,11 @@ def run_bag(
 
 
 def _convert(reader, writer, pipeline: FramePipeline, image_conns, info_conns, wanted: list[str], namespace: str,
-             summary: BagSummary, progress: bool) -> None:
+             summary: BagSummary, progress: bool, focal: float | None = None) -> None:
     from tqdm import tqdm
 
     store = pipeline.store
+    pinholes: dict[tuple[int, int], object] = {}  # --focal: image size -> camera_info
     connections = {
         suffix: writer.add_connection(f"{namespace}/{suffix}", OUTPUT_TYPES[suffix], typestore=store,
                                       offered_qos_profiles=[offered_qos()])
@@ -224,7 +280,13 @@ def _convert(reader, writer, pipeline: FramePipeline, image_conns, info_conns, w
         state["next_diag"], state["last_diag"] = log_time + DIAGNOSTICS_PERIOD_NS, log_time
 
     def process(log_time: int, data) -> None:
-        result = pipeline.process(data, state["info"], wanted)
+        info = state["info"]
+        if focal is not None:
+            size = _image_size(data, pipeline.settings.compressed_input, store)
+            if size is not None and size not in pinholes:
+                pinholes[size] = m.pinhole_camera_info(store, m.make_header(store), size, focal)
+            info = pinholes.get(size) if size is not None else None
+        result = pipeline.process(data, info, wanted)
         summary.frames_in += 1
         if not state["label_written"]:
             header = result.header

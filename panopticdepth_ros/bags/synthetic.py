@@ -48,6 +48,7 @@ from ..messages import (
     CAMERA_INFO,
     IMAGE,
     POINT_CLOUD2,
+    camera_info_message,
     get_store,
     image_message,
     instance_image,
@@ -181,17 +182,6 @@ def synthetic_frame(index: int, size: tuple[int, int] = (256, 512), seed: int = 
     return SyntheticFrame(index, stamp, stamp + LIDAR_DELAY_NS, sample, pixels, cloud)
 
 
-def _camera_info(store, header, k: np.ndarray, size: tuple[int, int]):
-    types = store.types
-    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    return types[CAMERA_INFO](
-        header=header, height=int(size[0]), width=int(size[1]), distortion_model="plumb_bob",
-        d=np.zeros(5, np.float64), k=k.reshape(-1).astype(np.float64), r=np.eye(3).reshape(-1),
-        p=np.concatenate([k, np.zeros((3, 1))], axis=1).reshape(-1).astype(np.float64),
-        binning_x=0, binning_y=0, roi=roi,
-    )
-
-
 def tf_message(store, transforms: dict[tuple[str, str], np.ndarray], stamp_ns: int):
     """tf2_msgs/TFMessage of {(parent, child): T_parent_child}."""
     types = store.types
@@ -282,7 +272,7 @@ def write_synthetic_bag(
             sample = frame.sample
             header = make_header(store, *split_stamp(frame.stamp_ns), CAMERA_FRAME)
             write("image", image_message(store, header, sample.image, "rgb8"), IMAGE, frame.stamp_ns)
-            write("info", _camera_info(store, header, sample.intrinsics, sample.image.shape[:2]), CAMERA_INFO,
+            write("info", camera_info_message(store, header, sample.intrinsics, sample.image.shape[:2]), CAMERA_INFO,
                   frame.stamp_ns)
             write("depth", image_message(store, header, _depth_array(sample.depth, depth_encoding), depth_encoding),
                   IMAGE, frame.stamp_ns)

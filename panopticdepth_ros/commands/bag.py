@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .argtypes import positive_number
+
 
 def _output_list(text: str) -> list[str]:
     from ..frame_pipeline import OUTPUTS
@@ -28,6 +30,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-info-topic", metavar="C", default=None,
                         help="sensor_msgs/CameraInfo topic (default: the one next to the image topic, or the only "
                              "one; without camera_info ~/points, ~/instances and ~/depth/camera_info are off)")
+    parser.add_argument("--focal", type=positive_number, default=None, metavar="PX",
+                        help="for a bag without camera_info: intrinsics of a pinhole camera with fx = fy = PX and "
+                             "the principal point at the image centre, so the 3D outputs are written")
     parser.add_argument("--params-file", metavar="YAML", default=None,
                         help="the node's parameter file (e.g. config/panopticdepth_node.yaml): same settings "
                              "offline; the flags below override it")
@@ -46,7 +51,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="prefix of the output topics, as the node's ~ (default /panopticdepth_node)")
     parser.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="output format (default mcap)")
     parser.add_argument("--distro", default="humble", choices=("humble", "jazzy"),
-                        help="ROS 2 distro whose message definitions and bag layout to write (default humble)")
+                        help="ROS 2 distro whose message definitions decode the input (when the bag has none) and "
+                             "whose definitions and bag layout are written (default humble)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_bag(args.input, args.output, params, image_topic=args.image_topic,
                           camera_info_topic=args.camera_info_topic, outputs=args.outputs, storage=args.storage,
                           distro=args.distro, namespace=args.namespace, progress=not args.quiet,
-                          log=lambda text: print(text, file=sys.stderr))
+                          log=lambda text: print(text, file=sys.stderr), focal=args.focal)
     except (BagError, ModelLoadError) as error:
         return fail(str(error))
     except OSError as error:  # e.g. the disk filled up while writing; the partial output was removed

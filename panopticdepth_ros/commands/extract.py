@@ -49,6 +49,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="train", metavar="NAME", help="split folder under DIR (default train)")
     parser.add_argument("--storage", default="auto", choices=("auto", "mcap", "sqlite3"),
                         help="bag storage (default: detected from the bag)")
+    parser.add_argument("--distro", default="humble", choices=("humble", "jazzy"),
+                        help="ROS 2 distro whose message definitions decode the bag (what counts for bags without "
+                             "definitions, e.g. sqlite3 bags before Iron; default humble)")
     parser.add_argument("--depth-scale", type=number, default=None, metavar="FACTOR",
                         help="metres per stored depth unit (default 1 for 32FC1, 0.001 for 16UC1)")
     parser.add_argument("--device", default="cpu", help="torch device for --pseudo-labels (default cpu)")
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         instance_topic=args.instance_topic, panoptic_topic=args.panoptic_topic, class_map=args.class_map,
         every=args.every, max_rate=args.max_rate, time_tolerance=args.time_tolerance, split=args.split,
         storage=args.storage, pseudo_labels=tuple(args.pseudo_labels) if args.pseudo_labels else None,
-        depth_scale=args.depth_scale, device=args.device, progress=not args.quiet,
+        depth_scale=args.depth_scale, device=args.device, progress=not args.quiet, distro=args.distro,
     )
     try:
         summary = extract_bag(options)

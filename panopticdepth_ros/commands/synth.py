@@ -68,7 +68,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                           "camera_info, depth image, LiDAR cloud, /tf_static, semantic and instance label topics")
     bag.add_argument("--bag-storage", default="mcap", choices=("mcap", "sqlite3"), help="bag storage (default mcap)")
     bag.add_argument("--distro", default="humble", choices=("humble", "jazzy"),
-                     help="ROS 2 distribution whose message definitions and bag format to write (default humble)")
+                     help="ROS 2 distribution whose message definitions and bag format to write, and which the bag "
+                          "declares (`ros2 bag info`: ROS Distro; default humble)")
 
 
 def run(args: argparse.Namespace) -> int:

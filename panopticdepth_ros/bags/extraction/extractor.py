@@ -50,7 +50,7 @@ from ...conversions import (
 )
 from ...messages import COMPRESSED_IMAGE, IMAGE, deserialize, get_store
 from ..errors import BagError, NoFramesError
-from ..io import TF_MESSAGE, TF_STATIC_TOPIC, TF_TOPIC, detect_storage, open_reader, read_messages
+from ..io import TF_MESSAGE, TF_STATIC_TOPIC, TF_TOPIC, open_reader, read_messages, types_line
 from ..tf_buffer import ExtrapolationError, FrameNotFoundError, TfBuffer, transform_points
 from .depth import cloud_xyz, depth_from_image, project_points
 from .labels import LABEL_ENCODINGS, ClassMap, decode_panoptic, load_class_map, renumber_instances
@@ -60,6 +60,8 @@ from .summary import ExtractSummary
 from .topics import ROLES, check_topics
 
 CITY = "bag"  # the city field of the frame names: {seq}_{frame}_bag_{seq}_{frame}
+NO_CAMERA_INFO = ("no --camera-info-topic: frames are written without intrinsics (no *_camera.json); give the "
+                  "camera's sensor_msgs/CameraInfo topic to record them")
 
 
 # ------------------------------------------------------------------------------------------------ matching
@@ -94,7 +96,7 @@ class _Extractor:
     def __init__(self, opts: ExtractOptions) -> None:
         self.opts = opts
         self.bag = Path(opts.bag)
-        self.store = get_store("humble")  # every type read here has the same definition in Humble and Jazzy
+        self.store = get_store(opts.distro)  # every type read here has the same definition in Humble and Jazzy
         self.tolerance_ns = int(round(opts.time_tolerance * 1e9))
         self.tf = TfBuffer(tolerance_ns=self.tolerance_ns)
         self.class_map = load_class_map(opts.class_map) if opts.class_map else ClassMap.identity()
@@ -334,6 +336,7 @@ class _Extractor:
             "source_bag": str(self.bag.resolve()),
             "storage": storage,
             "bag_message_count": int(reader.message_count),
+            "message_types": opts.distro,
             "topics": {role: {"topic": conns[role][0].topic, "type": conns[role][0].msgtype} for role in conns},
             "time_tolerance_s": opts.time_tolerance,
             "every": opts.every,
@@ -356,10 +359,14 @@ class _Extractor:
     def run(self) -> ExtractSummary:
         opts = self.opts
         reader = open_reader(self.bag, opts.storage)
-        storage = detect_storage(self.bag)
+        storage = reader.storage
         try:
             conns = check_topics(reader, self.bag, opts.topics())
             self._image_type = conns["image"][0].msgtype
+            read = [c for cs in conns.values() for c in cs]
+            self.summary.notes = [*reader.notes, types_line(reader, read, opts.distro)]
+            if not opts.camera_info_topic:
+                self.summary.notes.append(NO_CAMERA_INFO)
             frames = self.index(reader, conns)
             if not frames:
                 raise NoFramesError(f"{self.bag}: no frame has every input; nothing written (are the sensors' "

@@ -33,6 +33,7 @@ class ExtractOptions:
     depth_scale: float | None = None
     device: str = "cpu"
     progress: bool = True
+    distro: str = "humble"  # type store for decoding; what matters for bags without message definitions
 
     def topics(self) -> dict[str, str]:
         """role -> topic of the inputs asked for."""
@@ -71,6 +72,8 @@ def validate_options(opts: ExtractOptions) -> None:
         raise BagError(f"--split must be a plain folder name such as train, got {opts.split!r}")
     if opts.storage not in ("auto", "mcap", "sqlite3"):
         raise BagError(f"--storage must be auto, mcap or sqlite3, got {opts.storage!r}")
+    if opts.distro not in ("humble", "jazzy"):
+        raise BagError(f"--distro must be humble or jazzy, got {opts.distro!r}")
     topics = opts.topics()
     repeated = {t for t in topics.values() if list(topics.values()).count(t) > 1}
     if repeated:

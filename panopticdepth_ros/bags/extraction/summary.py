@@ -38,6 +38,7 @@ class ExtractSummary:
     written: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)  # skip reason -> first detailed message
+    notes: list[str] = field(default_factory=list)  # how the bag was read: types assumed, files missing, ...
 
     def skip(self, reason: str, detail: str = "") -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -51,6 +52,7 @@ class ExtractSummary:
         """Human-readable lines."""
         lines = [f"bag {self.bag}: {self.image_messages} images, {self.subsampled} left out by --every/--max-rate, "
                  f"{self.selected} selected, {self.written} written, {sum(self.skipped.values())} skipped"]
+        lines += [f"  {note}" for note in self.notes]
         for reason, count in sorted(self.skipped.items(), key=lambda item: -item[1]):
             text = SKIP_REASONS.get(reason, reason)
             if tolerance is not None and "time tolerance" in text:
