@@ -287,7 +287,7 @@ class FramePipeline:
             K = camera.K if out_size == rgb.shape[:2] else scale_intrinsics(camera.K, rgb.shape[:2], out_size)
         scaling = getattr(prediction, "depth_scaling", None)
         if depth is not None and scaling is not None:
-            self.stats.depth_scale = describe_depth_scaling(scaling, camera)
+            self.stats.depth_scale = describe_depth_scaling(scaling)
         image_rgb = rgb if out_size == rgb.shape[:2] else resize_nearest(rgb, out_size)
         colors = None
         needs_cloud_colors = "points" in wanted and settings.cloud_color != "image"
@@ -339,7 +339,6 @@ class FramePipeline:
             result.outputs[suffix] = (typename, m.serialize(message, typename, store))
         timings["messages"] = time.perf_counter() - tick
 
-
     # ----------------------------------------------------------------------------------------------- camera
     def _camera(self, camera_info, rgb: np.ndarray, wanted: set[str], result: FrameResult
                 ) -> tuple[np.ndarray, FrameCamera]:
@@ -390,16 +389,18 @@ class FramePipeline:
             result.warnings.append(text)
 
 
-def describe_depth_scaling(scaling, camera: FrameCamera) -> str:
+def describe_depth_scaling(scaling) -> str:
     """One line for the diagnostics: where the metric scale of ~/depth came from."""
     rule = getattr(scaling, "rule", "")
     if rule == "camera":
         return (f"camera: fx {scaling.focal_effective:.1f} px at the network input / canonical "
                 f"{scaling.focal_canonical:.1f} px = x{scaling.factor:.3f}")
     if rule == "assumed-canonical":
-        return f"ASSUMED canonical camera (fx {scaling.focal_canonical:.1f} px at the network input): no usable camera_info"
+        return (f"ASSUMED canonical camera (fx {scaling.focal_canonical:.1f} px at the network input): no usable "
+                "camera_info")
     if rule == "legacy":
-        return f"model without a canonical focal length: resize factor x{scaling.factor:.3f} (training camera assumed)"
+        return (f"model without a canonical focal length: resize factor x{scaling.factor:.3f} (training camera "
+                "assumed)")
     return str(rule)
 
 

@@ -118,7 +118,8 @@ class Rectifier:
         if d.size > count and np.any(d[count:]):
             raise FrameError(f"camera_info.d: {d.size} coefficients for {model}, which has {count}", "camera_info")
         d = np.concatenate([d, np.zeros(max(0, count - d.size))])[:count]
-        key = np.concatenate([[list(DISTORTION_MODELS).index(model), height, width], d, k.reshape(-1), r.reshape(-1), p.reshape(-1)]).tobytes()
+        key = np.concatenate([[list(DISTORTION_MODELS).index(model), height, width], d, k.reshape(-1),
+                              r.reshape(-1), p.reshape(-1)]).tobytes()
         maps = self._maps.get(key)
         if maps is None:
             maps = self._build_maps(model, k, d, r, p, (height, width))

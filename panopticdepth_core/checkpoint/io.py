@@ -139,7 +139,8 @@ def _focal_value(text: str, path: str | Path) -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise CheckpointError(f"{path}: metadata {CANONICAL_FOCAL_KEY!r} must be a focal length in pixels, got {text!r}")
+        raise CheckpointError(f"{path}: metadata {CANONICAL_FOCAL_KEY!r} must be a focal length in pixels, "
+                              f"got {text!r}")
     return value
 
 

@@ -51,8 +51,8 @@ def render_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | N
                  debug: bool = False, profile: str = "streets",
                  hfov_range: tuple[float, float] = HFOV_RANGE_DEG) -> Sample:
     """Render scene ``seed`` at ``size`` = (height, width). ``focal`` (pixels) fixes fx = fy, otherwise the
-    horizontal field of view is drawn from ``hfov_range`` degrees (default 60-90). ``profile``: what the scene may contain (see
-    ``synthetic_profiles``; "streets" is everything). ``debug`` adds ``meta["scene"]`` (the SceneParams) and
+    horizontal field of view is drawn from ``hfov_range`` degrees (default 60-90). ``profile``: what the scene
+    may contain (see ``synthetic_profiles``; "streets" is everything). ``debug`` adds ``meta["scene"]`` (the SceneParams) and
     ``meta["primitive_id"]`` ((H, W) int16 index of the primitive seen at each pixel, -1 on sky)."""
     scene = sample_scene(seed, size, focal, profile, hfov_range)
     sample = render(scene, debug=debug)
