@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from panopticdepth_core.data.classes import CITYSCAPES_CLASSES, ClassInfo
-from panopticdepth_core.inference.pointcloud import CLOUD_DTYPE, depth_to_cloud, instance_boxes, scale_intrinsics
+from panopticdepth_core.inference.pointcloud import ID_TYPES, depth_to_cloud, instance_boxes, scale_intrinsics
 from panopticdepth_core.inference.visualize import colorize_panoptic, overlay
 
 from . import messages as m
@@ -53,6 +53,7 @@ OUTPUTS_NEEDING_DEPTH = frozenset({"depth", "depth/camera_info", "points", "inst
 #: Diagnostics codes of frames published without intrinsics (counted as partial, not dropped).
 NO_CAMERA_INFO, BAD_CAMERA_INFO = "no_camera_info", "camera_info"
 CLOUD_COLORS = ("overlay", "image", "panoptic")
+CLOUD_ID_TYPES = tuple(ID_TYPES)  # datatypes of the cloud's label and instance fields: uint32, float32
 
 
 class PredictionLike(Protocol):
@@ -85,6 +86,7 @@ class PipelineSettings:
     cloud_max_depth: float = math.inf  # metres; farther points are invalid
     cloud_organized: bool = True  # organized (H x W, NaN invalid) or unorganized (1 x N, invalid dropped)
     cloud_color: str = "overlay"  # rgb field: "overlay" (panoptic blended on the image), "image" or "panoptic"
+    cloud_id_type: str = "uint32"  # label and instance fields: "uint32" (PCL PointXYZRGBL) or "float32" (all float)
     cloud_exclude_labels: tuple[int, ...] = ()  # class ids whose points are dropped/NaN (e.g. sky)
     overlay_alpha: float = 0.5
     marker_stride: int = 2  # pixel stride when measuring instance boxes
@@ -105,6 +107,8 @@ class PipelineSettings:
             (self.cloud_max_depth > 0, f"cloud_max_depth must be > 0 metres, got {self.cloud_max_depth}"),
             (self.cloud_color in CLOUD_COLORS, f"cloud_color must be one of {CLOUD_COLORS}, got "
                                                f"{self.cloud_color!r}"),
+            (self.cloud_id_type in CLOUD_ID_TYPES, f"cloud_id_type must be one of {CLOUD_ID_TYPES}, got "
+                                                   f"{self.cloud_id_type!r}"),
             (0.0 <= self.overlay_alpha <= 1.0, f"overlay_alpha must lie in [0, 1], got {self.overlay_alpha}"),
             (self.stats_window >= 2, f"stats_window must be >= 2, got {self.stats_window}"),
         ]
@@ -162,7 +166,7 @@ class FramePipeline:
         classes = self.settings.classes
         self.class_names = [c.name for c in classes]
         self.class_colors = [c.color for c in classes]
-        self._cloud_buffer = np.empty(0, dtype=CLOUD_DTYPE)  # reused across frames: no fresh pages per cloud
+        self._cloud_buffer = np.empty(0, dtype=ID_TYPES["uint32"])  # reused across frames: no fresh pages per cloud
         self.rectifier = Rectifier()  # maps cached per camera_info; OpenCV imported only when one is needed
         self._said: set[str] = set()  # warnings given once per pipeline
 
@@ -305,10 +309,12 @@ class FramePipeline:
             cloud_rgb = {"overlay": overlay_rgb, "image": image_rgb, "panoptic": colors}[settings.cloud_color]
             stride = settings.cloud_stride
             points = -(-out_size[0] // stride) * -(-out_size[1] // stride)
-            if self._cloud_buffer.size < points:
-                self._cloud_buffer = np.empty(points, dtype=CLOUD_DTYPE)
+            dtype = ID_TYPES[settings.cloud_id_type]
+            if self._cloud_buffer.size < points or self._cloud_buffer.dtype != dtype:
+                self._cloud_buffer = np.empty(max(points, self._cloud_buffer.size), dtype=dtype)
             cloud = depth_to_cloud(depth, K, cloud_rgb, semantic, instance, stride, settings.cloud_max_depth,
-                                   settings.cloud_organized, settings.cloud_exclude_labels, out=self._cloud_buffer)
+                                   settings.cloud_organized, settings.cloud_exclude_labels, out=self._cloud_buffer,
+                                   id_type=settings.cloud_id_type)
         if "instances" in wanted:
             boxes = instance_boxes(depth, K, panoptic, settings.marker_stride, settings.cloud_max_depth)
         now = time.perf_counter()

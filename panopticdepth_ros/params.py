@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .frame_pipeline import CLOUD_COLORS, OUTPUTS, PipelineSettings
+from .frame_pipeline import CLOUD_COLORS, CLOUD_ID_TYPES, OUTPUTS, PipelineSettings
 from .rectification import OPENCV_PACKAGE, opencv_available
 
 #: Output suffix -> the boolean parameter that switches it.
@@ -119,6 +119,9 @@ PARAMETERS: dict[str, Spec] = {
                             restart=False),
     "cloud_color": Spec("overlay", "str", "rgb field of ~/points: overlay, image or panoptic", _choice(CLOUD_COLORS),
                         restart=False),
+    "cloud_id_type": Spec("uint32", "str", "datatype of the label and instance fields of ~/points: uint32 (PCL "
+                          "PointXYZRGBL) or float32 (every field float32, for Humble's read_points_numpy)",
+                          _choice(CLOUD_ID_TYPES), restart=False),
     "cloud_exclude_labels": Spec([], "int[]", "class ids whose points are dropped from ~/points (e.g. [10] = sky)",
                                  _labels, restart=False),
     "overlay_alpha": Spec(0.5, "float", "opacity of the panoptic colours in ~/overlay",
@@ -170,6 +173,7 @@ class NodeParams:
     max_depth: float = 80.0
     cloud_organized: bool = True
     cloud_color: str = "overlay"
+    cloud_id_type: str = "uint32"
     cloud_exclude_labels: tuple[int, ...] = ()
     overlay_alpha: float = 0.5
     marker_stride: int = 2
@@ -205,6 +209,7 @@ class NodeParams:
             cloud_max_depth=self.max_depth,
             cloud_organized=self.cloud_organized,
             cloud_color=self.cloud_color,
+            cloud_id_type=self.cloud_id_type,
             cloud_exclude_labels=tuple(self.cloud_exclude_labels),
             overlay_alpha=self.overlay_alpha,
             marker_stride=self.marker_stride,

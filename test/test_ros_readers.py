@@ -45,14 +45,15 @@ class _Predictor:
         return SimpleNamespace(panoptic=panoptic, semantic=semantic, instance=instance, depth=depth)
 
 
-def _outputs(distro: str, organized: bool = True) -> dict[str, bytes]:
+def _outputs(distro: str, organized: bool = True, id_type: str = "uint32") -> dict[str, bytes]:
     """CDR bytes of every output of one frame, through the node's per-frame path."""
     store = m.get_store(distro)
     header = m.make_header(store, 1_700_000_000, 5, "camera_optical_frame")
     rgb = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
     image = m.serialize(m.image_message(store, header, rgb, "rgb8"), m.IMAGE, store)
     info = m.pinhole_camera_info(store, header, (HEIGHT, WIDTH), 30.0)
-    pipeline = FramePipeline(_Predictor(), PipelineSettings(distro=distro, cloud_organized=organized))
+    pipeline = FramePipeline(_Predictor(), PipelineSettings(distro=distro, cloud_organized=organized,
+                                                            cloud_id_type=id_type))
     result = pipeline.process(image, info)
     assert not result.skipped, result.reason
     return {suffix: payload for suffix, (_, payload) in result.outputs.items()}
@@ -87,7 +88,7 @@ def _read_points(cloud, field_names=None) -> np.ndarray:
 def _read_points_numpy_allowed(cloud, field_names, distro: str) -> bool:
     """Humble's read_points_numpy asserts that *every* field of the cloud has the first field's datatype; Jazzy's
     only looks at the selected fields."""
-    fields = [f for f in cloud.fields if distro == "humble" or f.name in field_names]
+    fields = [f for f in cloud.fields if distro == "humble" or field_names is None or f.name in field_names]
     return all(f.datatype == fields[0].datatype for f in fields)
 
 
@@ -114,7 +115,27 @@ def test_cloud_layout_meets_the_point_cloud2_readers(distro: str, organized: boo
     assert _read_points_numpy_allowed(cloud, ["x", "y", "z"], "jazzy")
     assert not _read_points_numpy_allowed(cloud, ["x", "y", "z"], "humble")
     docs = (ROOT / "docs" / "ros_node.md").read_text(encoding="utf-8")
-    assert "structured_to_unstructured(read_points(cloud, field_names=" in docs
+    assert "structured_to_unstructured(read_points(cloud, field_names=" in docs and "cloud_id_type" in docs
+
+
+@pytest.mark.parametrize("distro", ["humble", "jazzy"])
+def test_float32_ids_meet_humbles_read_points_numpy(distro: str) -> None:
+    """cloud_id_type float32: every field float32, so Humble's read_points_numpy takes the cloud too; the ids are
+    the same numbers as in the uint32 layout."""
+    store = m.get_store(distro)
+    cloud = m.deserialize(_outputs(distro, id_type="float32")["points"], m.POINT_CLOUD2, store)
+    reference = m.deserialize(_outputs(distro)["points"], m.POINT_CLOUD2, store)
+    assert {f.datatype for f in cloud.fields} == {7} and cloud.point_step == reference.point_step == 24
+    for reader in ("humble", "jazzy"):
+        assert _read_points_numpy_allowed(cloud, ["x", "y", "z"], reader)
+        assert _read_points_numpy_allowed(cloud, None if reader == "jazzy" else ["x"], reader)
+    points, expected = _read_points(cloud), _read_points(reference)
+    for name in ("label", "instance"):
+        assert points[name].dtype == np.float32
+        np.testing.assert_array_equal(points[name].astype(np.uint32), expected[name])
+    assert expected["label"].max() > 0 and expected["instance"].max() > 0  # the comparison is not of zeros
+    for name in ("x", "y", "z", "rgb"):
+        np.testing.assert_array_equal(points[name].view(np.uint32), expected[name].view(np.uint32))
 
 
 @pytest.mark.parametrize("distro", ["humble", "jazzy"])

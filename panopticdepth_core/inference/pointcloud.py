@@ -31,6 +31,11 @@ CLOUD_FIELDS: tuple[tuple[str, str], ...] = (
     ("instance", "<u4"),
 )
 CLOUD_DTYPE = np.dtype(list(CLOUD_FIELDS))
+#: The same layout with label and instance as float32 (exact for ids below 2**24): every field then has one
+#: datatype, which Humble's sensor_msgs_py ``read_points_numpy`` requires of the whole cloud, whatever fields are
+#: asked for. PCL's PointXYZRGBL wants the uint32 label of :data:`CLOUD_DTYPE`, hence both.
+CLOUD_DTYPE_FLOAT_IDS = np.dtype([(name, "<f4") for name, _ in CLOUD_FIELDS])
+ID_TYPES = {"uint32": CLOUD_DTYPE, "float32": CLOUD_DTYPE_FLOAT_IDS}
 
 
 def scale_intrinsics(matrix: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
@@ -103,8 +108,10 @@ def depth_to_cloud(
     organized: bool = True,
     exclude_labels: Sequence[int] = (),
     out: np.ndarray | None = None,
+    id_type: str = "uint32",
 ) -> np.ndarray:
-    """Back-project a (H, W) depth map in metres into a structured :data:`CLOUD_DTYPE` array.
+    """Back-project a (H, W) depth map in metres into a structured :data:`CLOUD_DTYPE` array (with ``id_type``
+    "float32": :data:`CLOUD_DTYPE_FLOAT_IDS`, label and instance as float32).
 
     ``colors`` (H, W, 3) uint8 RGB, ``labels`` (H, W) class ids (255 void) and ``instances`` (H, W) instance ids
     share the depth map's grid; missing ones give rgb 0, label 255, instance 0. ``stride`` keeps every s-th row
@@ -127,6 +134,9 @@ def depth_to_cloud(
             raise ValueError(f"{name} must match the depth map's {depth.shape}, got shape {array.shape}")
     if colors is not None and colors.shape[2] != 3:
         raise ValueError(f"colors must be (H, W, 3) RGB, got shape {colors.shape}")
+    if id_type not in ID_TYPES:
+        raise ValueError(f"id_type must be one of {sorted(ID_TYPES)}, got {id_type!r}")
+    dtype = ID_TYPES[id_type]
     ray_x, ray_y = pixel_rays(K, height, width, stride)
     out_h, out_w = ray_y.shape[0], ray_x.shape[0]
     depth_s = depth[::stride, ::stride]  # (h', w') view
@@ -136,9 +146,9 @@ def depth_to_cloud(
 
     count = out_h * out_w if organized else int(np.count_nonzero(valid))
     if out is None:
-        out = np.empty(count, dtype=CLOUD_DTYPE)
-    elif out.dtype != CLOUD_DTYPE or out.ndim != 1 or out.size < count or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a contiguous 1-D CLOUD_DTYPE buffer of >= {count} points, got "
+        out = np.empty(count, dtype=dtype)
+    elif out.dtype != dtype or out.ndim != 1 or out.size < count or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a contiguous 1-D {dtype} buffer of >= {count} points, got "
                          f"{out.dtype} {out.shape}")
     out = out[:count].reshape((out_h, out_w) if organized else (count,))
     records = out.view("<u4").reshape(-1, 6)  # (points, 6) uint32 words of each record
@@ -151,7 +161,10 @@ def depth_to_cloud(
         full_rows = slice(row0 * stride, (row1 - 1) * stride + 1, stride)  # the block's rows at full resolution
         block_valid = valid[row0:row1]
         x, y, z = planes[0, :rows], planes[1, :rows], planes[2, :rows]
-        rgb, label, instance = (planes[k, :rows].view("<u4") for k in (3, 4, 5))
+        rgb = planes[3, :rows].view("<u4")
+        label, instance = planes[4, :rows], planes[5, :rows]  # float32 ids; uint32 bit patterns below
+        if id_type == "uint32":
+            label, instance = label.view("<u4"), instance.view("<u4")
         np.copyto(z, depth_s[row0:row1], casting="same_kind")
         z[~block_valid] = np.nan
         np.multiply(ray_x[None, :], z, out=x)
