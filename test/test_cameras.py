@@ -122,6 +122,12 @@ def test_frames_without_intrinsics_fall_back_to_the_released_rule(caplog: pytest
     np.testing.assert_allclose(first[::2, ::2], sample.depth / 2, rtol=1e-6)
     said = [r.getMessage() for r in caplog.records if "no usable intrinsics" in r.getMessage()]
     assert len(said) == 1 and "no_cameras" in said[0]  # once per data set
+    # an unusable K (zero or NaN focal length, e.g. an uncalibrated camera's camera_info in a bag extract) is
+    # treated like none, never as a division by zero
+    for bad in (0.0, math.nan):
+        sample.intrinsics = np.array([[bad, 0, 63.5], [0, bad, 31.5], [0, 0, 1]])
+        target = SampleTransform([lambda f: resize_frame(f, 128, 256)], focal_canonical=FC)(sample).target.depth
+        np.testing.assert_allclose(target.numpy(), first, rtol=1e-6)
 
 
 def test_train_transform_from_config_converts_to_the_canonical_camera() -> None:
