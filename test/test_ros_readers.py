@@ -32,7 +32,7 @@ IMAGE_OUTPUTS = ("panoptic", "semantic", "instance", "depth", "overlay")
 class _Predictor:
     """A car in front of road and sky, depth growing with the row; one void pixel."""
 
-    def __call__(self, rgb: np.ndarray):
+    def __call__(self, rgb: np.ndarray, focal: float | None = None):
         height, width = rgb.shape[:2]
         semantic = np.zeros((height, width), np.int32)
         semantic[: height // 3] = 10
