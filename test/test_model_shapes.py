@@ -107,12 +107,12 @@ def test_freeze_at_freezes_stem_and_stages(freeze_at: int) -> None:
 def test_stride_in_1x1_moves_the_stride() -> None:
     for flag, first, second in ((True, (2, 2), (1, 1)), (False, (1, 1), (2, 2))):
         cfg = tiny_cfg("MODEL.RESNETS.DEPTH", "50", "MODEL.RESNETS.STRIDE_IN_1X1", str(flag))
-        body = ResNetFPN(cfg).body
+        body = ResNetFPN.from_config(cfg).body
         for stage in (body.layer2, body.layer3, body.layer4):
             assert stage[0].conv1.stride == first and stage[0].conv2.stride == second
         assert body.layer1[0].conv1.stride == (1, 1) and body.layer1[0].conv2.stride == (1, 1)
         with torch.no_grad():
-            outs = ResNetFPN(cfg).eval()(torch.randn(1, 3, 128, 128))
+            outs = ResNetFPN.from_config(cfg).eval()(torch.randn(1, 3, 128, 128))
         assert [tuple(v.shape[-2:]) for v in outs.values()] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
 
 
@@ -231,3 +231,33 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32() -> None:
     assert low.mask_embedding.dtype == torch.bfloat16 and low.depth_embedding.shape == ref.depth_embedding.shape
     scale = ref.mask_embedding.abs().max()
     assert (low.mask_embedding.float() - ref.mask_embedding).abs().max() < 0.1 * scale
+
+
+def test_heads_from_config_equal_their_plain_constructors() -> None:
+    from panopticdepth_core.modeling.heads import (
+        DepthFeatureEncoder,
+        DepthKernelHead,
+        FeatureEncoder,
+        KernelHead,
+        PositionHead,
+        TowerSpec,
+    )
+
+    cfg = tiny_cfg("MODEL.POSITION_HEAD.DEFORM", "True")
+    m = cfg.MODEL
+    spec = TowerSpec.from_config(cfg, "POSITION_HEAD")
+    assert spec == TowerSpec(64, 1, True, False, "GN", "MODEL.POSITION_HEAD.NORM")
+    pairs = [
+        (PositionHead.from_config, lambda: PositionHead(32, 8, 19, spec, m.POSITION_HEAD.THING.BIAS_VALUE)),
+        (KernelHead.from_config, lambda: KernelHead(32, 64, TowerSpec.from_config(cfg, "KERNEL_HEAD"))),
+        (DepthKernelHead.from_config, lambda: DepthKernelHead(32, 8, TowerSpec.from_config(cfg, "DEPTH_HEAD"))),
+        (FeatureEncoder.from_config, lambda: FeatureEncoder(32, TowerSpec.from_config(cfg, "FEATURE_ENCODER"))),
+        (DepthFeatureEncoder.from_config,
+         lambda: DepthFeatureEncoder(32, 8, TowerSpec.from_config(cfg, "FEATURE_ENCODER"))),
+    ]
+    for from_config, plain in pairs:
+        torch.manual_seed(0)
+        a = from_config(cfg).state_dict()
+        torch.manual_seed(0)
+        b = plain().state_dict()
+        assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)

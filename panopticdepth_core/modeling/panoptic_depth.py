@@ -36,19 +36,19 @@ class PanopticDepth(nn.Module):
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format!r}")
 
-        self.backbone = ResNetFPN(cfg, load_pretrained=load_pretrained)
+        self.backbone = ResNetFPN.from_config(cfg, load_pretrained=load_pretrained)
         unknown = [f for f in self.in_features if f not in self.backbone.out_features]
         if unknown:
             raise ValueError(f"MODEL.FEATURE_ENCODER.IN_FEATURES has unknown features {unknown}; "
                              f"the backbone gives {list(self.backbone.out_features)}")
         self.size_divisibility = self.backbone.size_divisibility
         self.semantic_fpn = SemanticFPN.from_config(cfg)
-        self.position_head = PositionHead(cfg)
-        self.kernel_head = KernelHead(cfg)
-        self.feature_encoder = FeatureEncoder(cfg)
+        self.position_head = PositionHead.from_config(cfg)
+        self.kernel_head = KernelHead.from_config(cfg)
+        self.feature_encoder = FeatureEncoder.from_config(cfg)
         if self.depth_on:
-            self.depth_kernel_head = DepthKernelHead(cfg)
-            self.depth_encoder = DepthFeatureEncoder(cfg)
+            self.depth_kernel_head = DepthKernelHead.from_config(cfg)
+            self.depth_encoder = DepthFeatureEncoder.from_config(cfg)
         self.thing_projection = KernelProjection(m.KERNEL_HEAD.CONVS_DIM, m.FEATURE_ENCODER.CONVS_DIM)
         self.stuff_projection = KernelProjection(m.KERNEL_HEAD.CONVS_DIM, m.FEATURE_ENCODER.CONVS_DIM)
 
