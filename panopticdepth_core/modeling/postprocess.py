@@ -132,7 +132,7 @@ def stuff_regions(region_logits: Tensor, threshold: float) -> tuple[Tensor, Tens
     return classes, scores[keep], region[keep].float(), counts[keep]
 
 
-def _level_crop(shape: tuple[int, int], image_size: tuple[int, int], padded_size: tuple[int, int]) -> tuple[int, int]:
+def level_extent(shape: tuple[int, int], image_size: tuple[int, int], padded_size: tuple[int, int]) -> tuple[int, int]:
     """Rows and columns of a level map that cover the image (the rest only sees padding)."""
     return tuple(
         max(1, min(cells, math.ceil(size * cells / padded)))
@@ -152,7 +152,7 @@ def _image_candidates(
     for level, (centers, regions, features) in enumerate(
         zip(head.center_logits, head.region_logits, head.kernel_features)
     ):
-        rows, cols = _level_crop(tuple(centers.shape[-2:]), image_size, padded_size)
+        rows, cols = level_extent(tuple(centers.shape[-2:]), image_size, padded_size)
         feats = features[index, :, :rows, :cols].float().reshape(features.shape[1], -1)  # (C, h*w)
         depth = None
         if st.depth_on:

@@ -67,6 +67,7 @@ class LossParams:
     num_classes: int  # MODEL.POSITION_HEAD.STUFF.NUM_CLASSES
     num_things: int  # MODEL.POSITION_HEAD.THING.NUM_CLASSES
     pos_num: int  # kernels selected per thing and level (MODEL.POSITION_HEAD.THING.POS_NUM)
+    stuff_score_threshold: float  # as PostprocessParams: a stuff region must score above this (STUFF.THRES)
     weight_pos_thing: float  # MODEL.LOSS_WEIGHT.POSITION_THING
     weight_pos_stuff: float  # MODEL.LOSS_WEIGHT.POSITION_STUFF
     weight_segment: float  # MODEL.LOSS_WEIGHT.SEGMENT
@@ -85,6 +86,7 @@ class LossParams:
             num_classes=int(model.POSITION_HEAD.STUFF.NUM_CLASSES),
             num_things=int(model.POSITION_HEAD.THING.NUM_CLASSES),
             pos_num=int(model.POSITION_HEAD.THING.POS_NUM),
+            stuff_score_threshold=float(model.POSITION_HEAD.STUFF.THRES),
             weight_pos_thing=float(model.LOSS_WEIGHT.POSITION_THING),
             weight_pos_stuff=float(model.LOSS_WEIGHT.POSITION_STUFF),
             weight_segment=float(model.LOSS_WEIGHT.SEGMENT),

@@ -358,6 +358,7 @@ def build_targets(
 
     per_level: list[list[tuple[_ThingLevel, _StuffLevel]]] = [[] for _ in level_sizes]
     depths: list[Tensor] = []
+    class_masks: list[Tensor] = []
     for target in targets:
         height, width = target.semantic.shape
         if height > padded_size[0] or width > padded_size[1]:
@@ -365,6 +366,7 @@ def build_targets(
         size4 = stride_size((height, width), params.common_stride)
         semantic = target.semantic.to(torch.int64)
         sem4 = _pad_to(downsample_one_hot(semantic, params.num_classes, size4), embed_size)  # (S, h4, w4)
+        class_masks.append(sem4)
 
         depth4 = None
         if with_depth:
@@ -399,7 +401,13 @@ def build_targets(
                 stuff_classes=_stack(stuff_b, "classes"),
             )
         )
-    return TargetSet(levels=levels, depth=torch.stack(depths) if with_depth else None)
+    return TargetSet(
+        levels=levels,
+        depth=torch.stack(depths) if with_depth else None,
+        class_masks=torch.stack(class_masks),
+        image_sizes=[(int(t.semantic.shape[0]), int(t.semantic.shape[1])) for t in targets],
+        padded_size=(int(padded_size[0]), int(padded_size[1])),
+    )
 
 
 __all__ = [
