@@ -310,7 +310,8 @@ def _inference_stuff_depth_sums(head: HeadOutputs, targets: TargetSet, depth_val
     non-linear in the kernel: an average of level kernels that are each right is not right in general (on the
     overfit test's road, levels at AbsRel 0.02 each gave 0.06 averaged). Supervising the kernel inference builds
     trains what is used; its pixels are the class's ground-truth pixels. Gradients reach the depth-kernel head
-    through the selected cells; the selection itself is not differentiated.
+    through the selected cells; the selection itself is not differentiated. (The selection must also be the
+    same as at inference: see the tie rule in ``targets._stuff_level``.)
     """
     from .postprocess import fuse_stuff_kernels, level_extent, stuff_regions
 

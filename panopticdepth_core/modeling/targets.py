@@ -5,12 +5,14 @@ interpolation, placed at their mass centre, assigned to the pyramid levels whose
 the square root of their box area, and drawn as CenterNet Gaussians on their class channel; stuff targets are the
 bilinear-downsampled one-hot of all classes; depth is sampled at stride 4 with nearest interpolation (with a fallback for sparse depth).
 
-Deliberate differences from the released code (all on inputs it would crash on or mis-handle):
+Deliberate differences from the released code (all but the last on inputs it would crash on or mis-handle):
   * things whose stride-4 mask is empty (a few pixels that bilinear sampling misses) are dropped instead of
     getting a NaN centre;
   * more than ``MODEL.TENSOR_DIM`` things on a level are truncated (the released code raises);
   * centre cells are clamped to the level grid (size - 1, not size);
-  * boxes are the pixel extent of the mask (Detectron2 ``BitMasks.get_bounding_boxes``: max + 1).
+  * boxes are the pixel extent of the mask (Detectron2 ``BitMasks.get_bounding_boxes``: max + 1);
+  * a level cell split exactly in half by two classes is a stuff target of the lower class id only (the
+    released targets give both 0.5; see ``_stuff_level``).
 The stride-4 one-hot downsampling is computed from the label map with four bilinear taps per output pixel,
 which equals ``F.interpolate`` of the one-hot stack without building it at full resolution.
 """
@@ -275,6 +277,14 @@ def _stuff_level(sem4: Tensor, level_size: tuple[int, int]) -> _StuffLevel:
     scores = F.interpolate(sem4[None], size=level_size, mode="bilinear", align_corners=False)[0]
     scores = scores.clamp(max=1.0)
     scores = torch.where(scores < 0.5, torch.zeros_like(scores), scores)  # (S, hl, wl)
+    # A cell split exactly in half by two classes (a border through the middle of the cell) would be a 0.5
+    # target, and a region cell, of both. The region head then learns a 0.5 / 0.5 tie that inference's argmax
+    # breaks by float noise, so the cell joins one class's region or the other's depending on the machine, and
+    # with it that class's stuff kernels move. Such a cell goes to one class: the one argmax picks (lower id).
+    tied = (scores > 0).sum(dim=0) > 1  # (hl, wl)
+    if bool(tied.any()):
+        first = F.one_hot(scores.argmax(dim=0), num_classes).permute(2, 0, 1).bool()
+        scores = torch.where(tied[None] & ~first, torch.zeros_like(scores), scores)
     present = torch.nonzero(scores.reshape(num_classes, -1).sum(dim=1) > 0).squeeze(1)
     num = len(present)
     masks = torch.zeros_like(sem4)
