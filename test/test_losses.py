@@ -249,13 +249,15 @@ def test_an_empty_image_does_not_dilute_the_mask_and_depth_losses() -> None:
 
 
 def _perfect_depth_head(car: float = D_CAR, person: float = D_PERSON) -> HeadOutputs:
-    """Depth kernels whose maps are constant = the ground truth: mean logit per segment, zero kernel weights."""
+    """Depth kernels whose maps are constant = the ground truth: mean logit per segment, zero kernel weights; the
+    region head names each cell's class (so the stuff kernels post-processing would build are right too)."""
     head = _random_head(1)
 
     def logit(metres: float) -> float:
         return math.log(metres / (44.0 - metres))
 
-    params = []
+    params, regions = [], []
+    semantic = _scene().semantic
     for level, (h, w) in enumerate(LEVELS):
         p = torch.zeros(1, 2 + KD, h, w)
         p[:, 0] = logit(D_ROAD)
@@ -265,7 +267,11 @@ def _perfect_depth_head(car: float = D_CAR, person: float = D_PERSON) -> HeadOut
         if level in (0, 1):  # the person on levels 0 and 1
             p[:, 0, 16 // stride : 64 // stride, 64 // stride : 112 // stride] = logit(person)
         params.append(p.requires_grad_(True))
+        centre_class = semantic[stride // 2 :: stride, (128 // w) // 2 :: 128 // w][:h, :w]  # (h, w)
+        regions.append((torch.nn.functional.one_hot(centre_class, 19).permute(2, 0, 1)[None] * 20.0 - 10.0)
+                       .requires_grad_(True))
     head.depth_kernel_params = params
+    head.region_logits = regions
     return head
 
 
@@ -279,6 +285,26 @@ def test_perfect_depth_kernels_give_zero_depth_losses_and_wrong_ones_do_not() ->
     assert off["loss_depth"].item() > 1.0 and off["loss_depth_ins"].item() > 1.0
     swapped = compute_losses(_perfect_depth_head(car=D_PERSON, person=D_CAR), targets, *_projections(), cfg)
     assert swapped["loss_depth_ins"].item() > 5.0  # measured 14.2; a wrong ordering costs most
+
+
+def test_the_stuff_depth_kernel_post_processing_builds_is_supervised() -> None:
+    """The car's cells of level 0 given to the road by the region head: every level's road kernel over its
+    ground-truth region is still right (the released loss is 0), but the road kernel inference builds averages
+    the car's depth kernels in, and that is what gets supervised."""
+    cfg = _cfg()
+    targets = _targets([_scene()], cfg)
+    assert compute_losses(_perfect_depth_head(), targets, *_projections(), cfg)["loss_depth"].item() < 1e-4
+    head = _perfect_depth_head()
+    with torch.no_grad():
+        head.region_logits[0][0, :, 4:6, 2:6] = -10.0
+        head.region_logits[0][0, ROAD, 4:6, 2:6] = 10.0
+    losses = compute_losses(head, targets, *_projections(), cfg)
+    assert losses["loss_depth"].item() > 0.01
+    losses["loss_depth"].backward()
+    grad = head.depth_kernel_params[0].grad[0, 0]  # mean logits of level 0
+    assert grad[4, 2] < 0  # descent raises the car cells' mean logits, towards the road's 30 m
+    assert grad[0, 0] < 0  # and the road cells' (the averaged kernel is too near)
+    assert grad[2, 8] == 0  # the person's cells are not in the road's region
 
 
 def test_things_without_valid_depth_add_no_depth_loss() -> None:

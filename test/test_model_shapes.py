@@ -15,6 +15,7 @@ from panopticdepth_core.modeling.build import build_model
 from panopticdepth_core.modeling.heads import KernelProjection
 from panopticdepth_core.modeling.layers import FrozenBatchNorm2d, ModulatedDeformConv2d, append_coords
 from panopticdepth_core.modeling.panoptic_depth import PanopticDepth
+from panopticdepth_core.modeling.settings import LossParams, PostprocessParams, TargetParams
 from panopticdepth_core.modeling.types import HeadOutputs, InstanceTarget
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -107,12 +108,12 @@ def test_freeze_at_freezes_stem_and_stages(freeze_at: int) -> None:
 def test_stride_in_1x1_moves_the_stride() -> None:
     for flag, first, second in ((True, (2, 2), (1, 1)), (False, (1, 1), (2, 2))):
         cfg = tiny_cfg("MODEL.RESNETS.DEPTH", "50", "MODEL.RESNETS.STRIDE_IN_1X1", str(flag))
-        body = ResNetFPN(cfg).body
+        body = ResNetFPN.from_config(cfg).body
         for stage in (body.layer2, body.layer3, body.layer4):
             assert stage[0].conv1.stride == first and stage[0].conv2.stride == second
         assert body.layer1[0].conv1.stride == (1, 1) and body.layer1[0].conv2.stride == (1, 1)
         with torch.no_grad():
-            outs = ResNetFPN(cfg).eval()(torch.randn(1, 3, 128, 128))
+            outs = ResNetFPN.from_config(cfg).eval()(torch.randn(1, 3, 128, 128))
         assert [tuple(v.shape[-2:]) for v in outs.values()] == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
 
 
@@ -180,17 +181,19 @@ def test_kernel_projection_is_the_1x1_conv_on_any_shape() -> None:
 
 
 def _install_fakes(monkeypatch, calls: dict) -> None:
-    def build_targets(targets, padded_size, level_sizes, embed_size, cfg):
+    def build_targets(targets, padded_size, level_sizes, embed_size, params):
+        assert isinstance(params, TargetParams)
         calls["targets"] = (len(targets), padded_size, level_sizes, embed_size, targets[0].semantic.device)
         return "TARGETS"
 
-    def compute_losses(head, targets, project_thing, project_stuff, cfg):
-        assert targets == "TARGETS"
+    def compute_losses(head, targets, project_thing, project_stuff, params):
+        assert targets == "TARGETS" and isinstance(params, LossParams)
         k = head.kernel_features[0].flatten(2).transpose(1, 2)  # (B, h*w, C)
         masks = torch.matmul(project_thing(k), head.mask_embedding.flatten(2))  # (B, h*w, h4*w4)
         return {"loss_fake": masks.mean() + project_stuff(k).mean()}
 
-    def postprocess(head, project_thing, project_stuff, image_sizes, output_sizes, cfg):
+    def postprocess(head, project_thing, project_stuff, image_sizes, output_sizes, params):
+        assert isinstance(params, PostprocessParams)
         calls["post"] = (image_sizes, output_sizes)
         return ["RESULT"] * len(image_sizes)
 
@@ -231,3 +234,55 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32() -> None:
     assert low.mask_embedding.dtype == torch.bfloat16 and low.depth_embedding.shape == ref.depth_embedding.shape
     scale = ref.mask_embedding.abs().max()
     assert (low.mask_embedding.float() - ref.mask_embedding).abs().max() < 0.1 * scale
+
+
+def test_target_loss_and_postprocess_settings_are_built_once_per_model(monkeypatch) -> None:
+    cfg = tiny_cfg()
+    model = random_model(cfg)
+    assert model.target_params == TargetParams.from_config(cfg)
+    assert model.loss_params == LossParams.from_config(cfg)
+    assert model.postprocess_params == PostprocessParams.from_config(cfg)
+
+    def no_lookup(*_args, **_kwargs):
+        raise AssertionError("settings rebuilt from the config during a forward pass")
+
+    for kind in (TargetParams, LossParams, PostprocessParams):
+        monkeypatch.setattr(kind, "from_config", no_lookup)
+    images = [torch.rand(3, 64, 96) * 255]
+    semantic = torch.zeros(64, 96, dtype=torch.long)
+    semantic[20:40, 30:50] = 13
+    instance = (semantic == 13).long()
+    losses = model.train()(images, [InstanceTarget(semantic, instance, torch.full((64, 96), 10.0))])
+    assert torch.isfinite(sum(losses.values()))
+    with torch.no_grad():
+        assert len(model.eval()(images)) == 1
+
+
+def test_heads_from_config_equal_their_plain_constructors() -> None:
+    from panopticdepth_core.modeling.heads import (
+        DepthFeatureEncoder,
+        DepthKernelHead,
+        FeatureEncoder,
+        KernelHead,
+        PositionHead,
+        TowerSpec,
+    )
+
+    cfg = tiny_cfg("MODEL.POSITION_HEAD.DEFORM", "True")
+    m = cfg.MODEL
+    spec = TowerSpec.from_config(cfg, "POSITION_HEAD")
+    assert spec == TowerSpec(64, 1, True, False, "GN", "MODEL.POSITION_HEAD.NORM")
+    pairs = [
+        (PositionHead.from_config, lambda: PositionHead(32, 8, 19, spec, m.POSITION_HEAD.THING.BIAS_VALUE)),
+        (KernelHead.from_config, lambda: KernelHead(32, 64, TowerSpec.from_config(cfg, "KERNEL_HEAD"))),
+        (DepthKernelHead.from_config, lambda: DepthKernelHead(32, 8, TowerSpec.from_config(cfg, "DEPTH_HEAD"))),
+        (FeatureEncoder.from_config, lambda: FeatureEncoder(32, TowerSpec.from_config(cfg, "FEATURE_ENCODER"))),
+        (DepthFeatureEncoder.from_config,
+         lambda: DepthFeatureEncoder(32, 8, TowerSpec.from_config(cfg, "FEATURE_ENCODER"))),
+    ]
+    for from_config, plain in pairs:
+        torch.manual_seed(0)
+        a = from_config(cfg).state_dict()
+        torch.manual_seed(0)
+        b = plain().state_dict()
+        assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)

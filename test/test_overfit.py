@@ -3,6 +3,12 @@
 The scene has two things at different depths (a car at 8 m, a person at 20 m) and two stuff regions (a building
 wall at 40 m, a road whose depth falls smoothly towards the camera). Training uses the real model, targets,
 losses, optimiser and schedule; scoring goes through the Predictor and the DPS evaluator, like a user's run.
+
+Depth is checked over the whole image (AbsRel) and per segment (car, person, wall, road), so a segment the
+network gets wrong cannot hide behind the others. The bars sit about twice above the worst of seven CPU
+configurations (instruction sets, oneDNN/MKL kernels, 1 or 2 threads; docs/training.md, "The overfit test").
+Before the stuff depth kernels were trained the way inference builds them (same doc), this run gave AbsRel 0.04
+to 0.06 depending on the CPU.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from panopticdepth_core.modeling.types import InstanceTarget
 
 REPO = Path(__file__).resolve().parents[1]
 ITERATIONS = 800
+# Worst of seven CPU configurations and three seeds: 0.021 over the image, 0.050 on one segment (the road, whose
+# ramp the stride-4 depth embedding resolves least well); each bar is about twice that (docs/training.md).
+ABS_REL_BAR = 0.04  # whole image
+REGION_ABS_REL_BAR = 0.09  # each of car, person, wall, road
 
 TINY = [
     "MODEL.RESNETS.DEPTH", "18", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.SEMANTIC_FPN.CONVS_DIM", "32",
@@ -64,8 +74,8 @@ def test_scene_is_what_the_docstring_says() -> None:
 
 
 def test_overfits_one_scene_from_scratch_on_cpu() -> None:
-    # One intra-op thread: the same float summation order on every run, so the result is reproducible (with
-    # several threads the fitted depth scale wanders by about +-0.01 AbsRel between runs).
+    # One intra-op thread: the same float summation order on every run of one machine, so a failure reproduces
+    # there. The bars do not rely on it: two threads and other CPUs' kernels stay in the measured range.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -103,10 +113,15 @@ def _overfit_and_check() -> None:
     evaluator.process("scene", prediction.semantic, prediction.instance, prediction.depth, semantic, instance, depth)
     metrics = evaluator.summarize()
     pq, abs_rel = metrics["pq"]["all"]["pq"] / 100.0, metrics["depth"]["abs_rel"]
+    regions = {"car": instance == 1, "person": instance == 2, "wall": semantic == 2, "road": semantic == 0}
+    region_abs_rel = {
+        name: float(np.mean(np.abs(prediction.depth[mask] - depth[mask]) / depth[mask])) for name, mask in regions.items()
+    }
     print(f"overfit: {ITERATIONS} iterations in {elapsed:.0f} s, loss {first:.2f} -> {last:.3f}, "
-          f"PQ {pq:.3f}, AbsRel {abs_rel:.4f}")
+          f"PQ {pq:.3f}, AbsRel {abs_rel:.4f}, per segment " + ", ".join(f"{k} {v:.3f}" for k, v in region_abs_rel.items()))
     assert pq >= 0.9, metrics["pq"]
-    assert abs_rel <= 0.05, metrics["depth"]
+    assert abs_rel <= ABS_REL_BAR, (metrics["depth"], region_abs_rel)
+    assert max(region_abs_rel.values()) <= REGION_ABS_REL_BAR, region_abs_rel
     # both things found as separate instances, at the right depth ordering
     car = np.median(prediction.depth[instance == 1])
     person = np.median(prediction.depth[instance == 2])

@@ -23,6 +23,7 @@ from panopticdepth_core.modeling.postprocess import (
     stuff_regions,
     thing_peaks,
 )
+from panopticdepth_core.modeling.settings import PostprocessParams
 from panopticdepth_core.modeling.types import LABEL_DIVISOR, VOID_CLASS, VOID_PANOPTIC_ID, HeadOutputs
 
 H4, W4 = 16, 24
@@ -115,8 +116,10 @@ def config(depth_on: bool = True, area_limit: int = 4, mode: str = "auto"):
 
 
 def run(head, cfg, image_sizes=None, output_sizes=None):
+    """Post-processing with the settings built from ``cfg`` once, as the model does."""
     n = head.mask_embedding.shape[0]
-    return postprocess(head, identity, identity, image_sizes or [IMAGE] * n, output_sizes or [(H4, W4)] * n, cfg)
+    params = PostprocessParams.from_config(cfg)
+    return postprocess(head, identity, identity, image_sizes or [IMAGE] * n, output_sizes or [(H4, W4)] * n, params)
 
 
 def expected_panoptic() -> torch.Tensor:
@@ -310,3 +313,21 @@ def test_bad_settings_are_named() -> None:
     head.depth_embedding = None
     with pytest.raises(ValueError, match="MODEL.DEPTH_ON"):
         run(head, config(depth_on=True))
+
+
+def test_settings_names_say_which_threshold_is_which() -> None:
+    cfg = config()
+    cfg.MODEL.INFERENCE.INST_THRES = 0.3  # released key: the mask probability threshold
+    cfg.MODEL.INFERENCE.COMBINE.INST_THRESH = 0.6  # released key: the score a thing needs to be placed
+    params = PostprocessParams.from_config(cfg)
+    assert params.mask_threshold == 0.3 and params.combine_score_threshold == 0.6
+    assert params.combine_mode == "argmax" and PostprocessParams.from_config(config(depth_on=False)).combine_mode == "paste"
+
+
+def test_a_config_in_place_of_the_settings_gives_the_same_result() -> None:
+    head, cfg = batch(Scene()), config(depth_on=True)
+    (from_params,) = run(head, cfg)
+    (from_cfg,) = postprocess(head, identity, identity, [IMAGE], [(H4, W4)], cfg)
+    assert torch.equal(from_params.panoptic, from_cfg.panoptic) and torch.equal(from_params.depth, from_cfg.depth)
+    with pytest.raises(TypeError, match="PostprocessParams"):
+        postprocess(head, identity, identity, [IMAGE], [(H4, W4)], {"MODEL": {}})

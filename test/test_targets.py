@@ -127,6 +127,25 @@ def test_stuff_classes_masks_and_scores() -> None:
     assert lv4.stuff_region_masks[0, 0, 0, 0] == 1.0
 
 
+def test_a_cell_split_in_half_is_the_stuff_target_of_one_class_only() -> None:
+    """Sky over road with the horizon at row 16: level 2 (stride 32) row 0 samples pixel rows 15 and 16, half sky
+    and half road. The released targets make both 0.5 (a tie the region head learns and inference's argmax
+    breaks by float noise); here the lower class id (road) keeps the cell."""
+    semantic = torch.full((64, 128), ROAD, dtype=torch.int64)
+    semantic[:16] = SKY
+    out = build_targets([InstanceTarget(semantic, torch.zeros_like(semantic))], (64, 128), LEVELS, EMBED, _cfg())
+    lv2 = out.levels[2]
+    raw = F.interpolate(F.one_hot(semantic, 19).permute(2, 0, 1)[None].float(), size=(2, 4), mode="bilinear")[0]
+    assert raw[ROAD, 0].tolist() == raw[SKY, 0].tolist() == [0.5] * 4  # the tie
+    assert lv2.stuff_scores[0, ROAD, 0].tolist() == [0.5] * 4 and lv2.stuff_scores[0, SKY].sum() == 0
+    assert lv2.stuff_classes[0, :1].tolist() == [ROAD] and lv2.stuff_valid[0].sum() == 1
+    assert lv2.stuff_region_masks[0, 0].tolist() == [[1.0] * 4, [1.0] * 4]
+    # the stride-4 masks are untouched: the sky keeps its pixels for the mask and depth losses
+    assert torch.equal(out.class_masks[0, SKY], (semantic[::4, ::4] == SKY).float())
+    # no tie on the finer levels: the horizon is on their cell borders
+    assert out.levels[0].stuff_scores[0, SKY, 1].tolist() == [1.0] * 16
+
+
 def test_depth_is_nearest_sampled_and_thing_means_use_valid_pixels_only() -> None:
     out = build_targets([_scene()], (64, 128), LEVELS, EMBED, _cfg())
     assert out.depth is not None and out.depth.shape == (1, *EMBED)

@@ -122,19 +122,29 @@ class ResNetFPN(nn.Module):
     out_features = FPN_FEATURES
     strides = FPN_STRIDES
 
-    def __init__(self, cfg: CfgNode, load_pretrained: bool = True) -> None:
+    def __init__(self, depth: int = 50, norm: str = "FrozenBN", stride_in_1x1: bool = True, out_channels: int = 256,
+                 fpn_norm: str = "", fuse_type: str = "sum", freeze_at: int = 2,
+                 pretrained: str | Path = "") -> None:
+        """``pretrained``: a local torchvision ImageNet ResNet state dict loaded into the body ("" = none);
+        ``freeze_at``: the stem (1) and res2..res{freeze_at} get no gradients (see ``ResNetBody.freeze``)."""
         super().__init__()
+        self.body = ResNetBody(depth, norm, stride_in_1x1)
+        self.fpn = FPN(self.body.out_channels, out_channels, fpn_norm, fuse_type)
+        self.out_channels = out_channels
+        if pretrained:
+            load_pretrained_resnet(self.body, pretrained)
+        self.body.freeze(freeze_at)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, load_pretrained: bool = True) -> ResNetFPN:
+        """MODEL.RESNETS / MODEL.FPN / MODEL.BACKBONE; ``load_pretrained`` False skips MODEL.BACKBONE.PRETRAINED."""
         m = cfg.MODEL
         for key, value in (("MODEL.RESNETS.OUT_FEATURES", m.RESNETS.OUT_FEATURES),
                            ("MODEL.FPN.IN_FEATURES", m.FPN.IN_FEATURES)):
             if list(value) != list(RES_FEATURES):
                 raise ValueError(f"{key} must be {list(RES_FEATURES)} (the only layout supported), got {list(value)}")
-        self.body = ResNetBody(m.RESNETS.DEPTH, m.RESNETS.NORM, m.RESNETS.STRIDE_IN_1X1)
-        self.fpn = FPN(self.body.out_channels, m.FPN.OUT_CHANNELS, m.FPN.NORM, m.FPN.FUSE_TYPE)
-        self.out_channels = m.FPN.OUT_CHANNELS
-        if load_pretrained and m.BACKBONE.PRETRAINED:
-            load_pretrained_resnet(self.body, m.BACKBONE.PRETRAINED)
-        self.body.freeze(m.BACKBONE.FREEZE_AT)
+        return cls(m.RESNETS.DEPTH, m.RESNETS.NORM, m.RESNETS.STRIDE_IN_1X1, m.FPN.OUT_CHANNELS, m.FPN.NORM,
+                   m.FPN.FUSE_TYPE, m.BACKBONE.FREEZE_AT, m.BACKBONE.PRETRAINED if load_pretrained else "")
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return dict(zip(FPN_FEATURES, self.fpn(self.body(x))))

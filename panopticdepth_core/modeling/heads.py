@@ -9,6 +9,8 @@ post-processing apply kernels as batched matmuls.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -16,20 +18,34 @@ from ..config import CfgNode
 from .layers import append_coords, make_tower, normal_fill
 
 
-class _Tower(nn.Module):
-    """CoordConv (optional) + conv tower; the released ``SingleHead``.
+@dataclass(frozen=True)
+class TowerSpec:
+    """Shape of a head's conv tower: ``num_convs`` 3x3 conv-norm-ReLU blocks of ``channels`` channels."""
 
-    ``key`` names the head's config section under MODEL (CONVS_DIM, NUM_CONVS, DEFORM, COORD, NORM are read there).
-    """
+    channels: int
+    num_convs: int
+    deform: bool = False  # modulated-deformable convs (DCNv2)
+    coord: bool = False  # append two CoordConv channels to the input
+    norm: str = "GN"
+    norm_key: str = "norm"  # the config key named in errors about ``norm``
 
-    def __init__(self, cfg: CfgNode, key: str, in_channels: int) -> None:
-        super().__init__()
+    @classmethod
+    def from_config(cls, cfg: CfgNode, key: str) -> TowerSpec:
+        """The tower of config section MODEL.<key> (CONVS_DIM, NUM_CONVS, DEFORM, COORD, NORM)."""
         section = cfg.MODEL[key]
-        self.coord = section.COORD
-        in_channels += 2 if section.COORD else 0
-        self.tower = make_tower(in_channels, section.CONVS_DIM, section.NUM_CONVS, section.DEFORM, section.NORM,
-                                f"MODEL.{key}.NORM")
-        self.channels = section.CONVS_DIM if section.NUM_CONVS > 0 else in_channels
+        return cls(int(section.CONVS_DIM), int(section.NUM_CONVS), bool(section.DEFORM), bool(section.COORD),
+                   str(section.NORM), f"MODEL.{key}.NORM")
+
+
+class _Tower(nn.Module):
+    """CoordConv (optional) + conv tower; the released ``SingleHead``."""
+
+    def __init__(self, in_channels: int, tower: TowerSpec) -> None:
+        super().__init__()
+        self.coord = tower.coord
+        in_channels += 2 if tower.coord else 0
+        self.tower = make_tower(in_channels, tower.channels, tower.num_convs, tower.deform, tower.norm, tower.norm_key)
+        self.channels = tower.channels if tower.num_convs > 0 else in_channels
 
     def features(self, x: Tensor) -> Tensor:
         return self.tower(append_coords(x) if self.coord else x)
@@ -38,8 +54,8 @@ class _Tower(nn.Module):
 class _OutputTower(_Tower):
     """A tower and one output conv with the released initialisation."""
 
-    def __init__(self, cfg: CfgNode, key: str, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
-        super().__init__(cfg, key, in_channels)
+    def __init__(self, in_channels: int, out_channels: int, tower: TowerSpec, kernel_size: int = 3) -> None:
+        super().__init__(in_channels, tower)
         self.out_conv = nn.Conv2d(self.channels, out_channels, kernel_size, padding=kernel_size // 2)
         normal_fill(self.out_conv)
 
@@ -50,14 +66,20 @@ class _OutputTower(_Tower):
 class PositionHead(_Tower):
     """Per level: thing-centre logits (B, T, h, w) and stuff-region logits over all classes (B, S, h, w)."""
 
-    def __init__(self, cfg: CfgNode) -> None:
-        super().__init__(cfg, "POSITION_HEAD", cfg.MODEL.FPN.OUT_CHANNELS)
-        p = cfg.MODEL.POSITION_HEAD
-        self.out_inst = nn.Conv2d(self.channels, p.THING.NUM_CLASSES, 3, padding=1)
-        self.out_sem = nn.Conv2d(self.channels, p.STUFF.NUM_CLASSES, 3, padding=1)
+    def __init__(self, in_channels: int, num_things: int, num_classes: int, tower: TowerSpec,
+                 prior_bias: float = -2.19) -> None:
+        super().__init__(in_channels, tower)
+        self.out_inst = nn.Conv2d(self.channels, num_things, 3, padding=1)
+        self.out_sem = nn.Conv2d(self.channels, num_classes, 3, padding=1)
         # The released code gives both outputs the focal-loss prior bias.
-        normal_fill(self.out_inst, bias=p.THING.BIAS_VALUE)
-        normal_fill(self.out_sem, bias=p.THING.BIAS_VALUE)
+        normal_fill(self.out_inst, bias=prior_bias)
+        normal_fill(self.out_sem, bias=prior_bias)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> PositionHead:
+        p = cfg.MODEL.POSITION_HEAD
+        return cls(cfg.MODEL.FPN.OUT_CHANNELS, p.THING.NUM_CLASSES, p.STUFF.NUM_CLASSES,
+                   TowerSpec.from_config(cfg, "POSITION_HEAD"), p.THING.BIAS_VALUE)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.features(x)
@@ -65,24 +87,38 @@ class PositionHead(_Tower):
 
 
 class KernelHead(_OutputTower):
-    """Per level: kernel features (B, C_kernel, h, w), C_kernel = KERNEL_HEAD.CONVS_DIM."""
+    """Per level: kernel features (B, C_kernel, h, w)."""
 
-    def __init__(self, cfg: CfgNode) -> None:
-        super().__init__(cfg, "KERNEL_HEAD", cfg.MODEL.FPN.OUT_CHANNELS, cfg.MODEL.KERNEL_HEAD.CONVS_DIM)
+    def __init__(self, in_channels: int, kernel_dim: int, tower: TowerSpec) -> None:
+        super().__init__(in_channels, kernel_dim, tower)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> KernelHead:
+        """C_kernel = KERNEL_HEAD.CONVS_DIM, the tower's width (as released)."""
+        return cls(cfg.MODEL.FPN.OUT_CHANNELS, cfg.MODEL.KERNEL_HEAD.CONVS_DIM, TowerSpec.from_config(cfg, "KERNEL_HEAD"))
 
 
 class DepthKernelHead(_OutputTower):
     """Per level: depth-kernel parameters (B, 2 + Kd, h, w) = [mean logit, range logit, Kd weights]."""
 
-    def __init__(self, cfg: CfgNode) -> None:
-        super().__init__(cfg, "DEPTH_HEAD", cfg.MODEL.FPN.OUT_CHANNELS, 2 + cfg.MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM)
+    def __init__(self, in_channels: int, depth_kernel_dim: int, tower: TowerSpec) -> None:
+        super().__init__(in_channels, 2 + depth_kernel_dim, tower)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> DepthKernelHead:
+        return cls(cfg.MODEL.FPN.OUT_CHANNELS, cfg.MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM,
+                   TowerSpec.from_config(cfg, "DEPTH_HEAD"))
 
 
 class FeatureEncoder(_Tower):
-    """Stride-4 mask embedding (B, E, h4, w4) from the semantic-FPN feature; E = FEATURE_ENCODER.CONVS_DIM."""
+    """Stride-4 mask embedding (B, E, h4, w4) from the semantic-FPN feature; E = the tower's width."""
 
-    def __init__(self, cfg: CfgNode) -> None:
-        super().__init__(cfg, "FEATURE_ENCODER", cfg.MODEL.SEMANTIC_FPN.CONVS_DIM)
+    def __init__(self, in_channels: int, tower: TowerSpec) -> None:
+        super().__init__(in_channels, tower)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> FeatureEncoder:
+        return cls(cfg.MODEL.SEMANTIC_FPN.CONVS_DIM, TowerSpec.from_config(cfg, "FEATURE_ENCODER"))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -91,9 +127,14 @@ class FeatureEncoder(_Tower):
 class DepthFeatureEncoder(_OutputTower):
     """Stride-4 depth embedding (B, Kd, h4, w4): a FeatureEncoder-shaped tower and a 1x1 conv to Kd channels."""
 
-    def __init__(self, cfg: CfgNode) -> None:
-        super().__init__(cfg, "FEATURE_ENCODER", cfg.MODEL.SEMANTIC_FPN.CONVS_DIM,
-                         cfg.MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM, kernel_size=1)
+    def __init__(self, in_channels: int, depth_kernel_dim: int, tower: TowerSpec) -> None:
+        super().__init__(in_channels, depth_kernel_dim, tower, kernel_size=1)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> DepthFeatureEncoder:
+        """The tower is the mask encoder's (MODEL.FEATURE_ENCODER), as released."""
+        return cls(cfg.MODEL.SEMANTIC_FPN.CONVS_DIM, cfg.MODEL.DEPTH_HEAD.DEPTH_KERNEL_DIM,
+                   TowerSpec.from_config(cfg, "FEATURE_ENCODER"))
 
 
 class KernelProjection(nn.Module):

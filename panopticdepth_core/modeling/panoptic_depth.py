@@ -4,7 +4,9 @@ Pipeline: RGB 0..255 images -> INPUT.FORMAT channel order -> (x - PIXEL_MEAN) / 
 (right/bottom, to a multiple of 128) -> ResNet-FPN (P2..P7) -> per-level position / kernel / depth-kernel heads on
 FEATURE_ENCODER.IN_FEATURES (weights shared across levels) and the stride-4 mask / depth encoders on the
 semantic-FPN feature -> :class:`HeadOutputs`. Targets, losses and post-processing live in their own modules and
-only see ``HeadOutputs`` plus the two kernel projections.
+only see ``HeadOutputs``, the two kernel projections and their settings (``settings.py``), which the model builds
+once from its config. This class is the one place that reads the config: every submodule takes plain, typed
+constructor arguments and has a ``from_config`` classmethod that maps the config onto them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..config import CfgNode
 from .backbone import ResNetFPN
 from .heads import DepthFeatureEncoder, DepthKernelHead, FeatureEncoder, KernelHead, KernelProjection, PositionHead
 from .semantic_fpn import SemanticFPN
+from .settings import LossParams, PostprocessParams, TargetParams
 from .types import HeadOutputs, InstanceTarget, PanopticResult
 
 Size = tuple[int, int]
@@ -36,21 +39,26 @@ class PanopticDepth(nn.Module):
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format!r}")
 
-        self.backbone = ResNetFPN(cfg, load_pretrained=load_pretrained)
+        self.backbone = ResNetFPN.from_config(cfg, load_pretrained=load_pretrained)
         unknown = [f for f in self.in_features if f not in self.backbone.out_features]
         if unknown:
             raise ValueError(f"MODEL.FEATURE_ENCODER.IN_FEATURES has unknown features {unknown}; "
                              f"the backbone gives {list(self.backbone.out_features)}")
         self.size_divisibility = self.backbone.size_divisibility
         self.semantic_fpn = SemanticFPN.from_config(cfg)
-        self.position_head = PositionHead(cfg)
-        self.kernel_head = KernelHead(cfg)
-        self.feature_encoder = FeatureEncoder(cfg)
+        self.position_head = PositionHead.from_config(cfg)
+        self.kernel_head = KernelHead.from_config(cfg)
+        self.feature_encoder = FeatureEncoder.from_config(cfg)
         if self.depth_on:
-            self.depth_kernel_head = DepthKernelHead(cfg)
-            self.depth_encoder = DepthFeatureEncoder(cfg)
+            self.depth_kernel_head = DepthKernelHead.from_config(cfg)
+            self.depth_encoder = DepthFeatureEncoder.from_config(cfg)
         self.thing_projection = KernelProjection(m.KERNEL_HEAD.CONVS_DIM, m.FEATURE_ENCODER.CONVS_DIM)
         self.stuff_projection = KernelProjection(m.KERNEL_HEAD.CONVS_DIM, m.FEATURE_ENCODER.CONVS_DIM)
+
+        # What targets, losses and post-processing read, looked up (and validated) once; the config is frozen.
+        self.target_params = TargetParams.from_config(cfg)
+        self.loss_params = LossParams.from_config(cfg)
+        self.postprocess_params = PostprocessParams.from_config(cfg)
 
         # Not in the state dict: the config is the single source of these values.
         self.register_buffer("pixel_mean", torch.tensor(m.PIXEL_MEAN, dtype=torch.float32).view(3, 1, 1), False)
@@ -151,15 +159,17 @@ class PanopticDepth(nn.Module):
         targets = [_target_to(t, self.device) for t in targets]
         level_sizes = [tuple(c.shape[-2:]) for c in head.center_logits]
         embed_size = tuple(head.mask_embedding.shape[-2:])
-        target_set = build_targets(targets, padded_size, level_sizes, embed_size, self.cfg)
-        return compute_losses(head, target_set, self.project_thing, self.project_stuff, self.cfg)
+        target_set = build_targets(targets, padded_size, level_sizes, embed_size, self.target_params)
+        return compute_losses(head, target_set, self.project_thing, self.project_stuff, self.loss_params)
 
     @torch.no_grad()
     def postprocess(self, head: HeadOutputs, image_sizes: list[Size], output_sizes: list[Size]) -> list[PanopticResult]:
         """Panoptic labels and depth per image from the raw head outputs."""
         from .postprocess import postprocess
 
-        return postprocess(head, self.project_thing, self.project_stuff, image_sizes, output_sizes, self.cfg)
+        return postprocess(
+            head, self.project_thing, self.project_stuff, image_sizes, output_sizes, self.postprocess_params
+        )
 
 
 def _target_to(target: InstanceTarget, device: torch.device) -> InstanceTarget:

@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import CfgNode
 from .instance_depth import instance_depth_maps
+from .settings import PostprocessParams, as_params
 from .types import (
     LABEL_DIVISOR,
     VOID_CLASS,
@@ -52,67 +54,34 @@ _CHUNK = 8
 
 @dataclass
 class _Candidates:
-    """Segments of one image before combination; kernels already projected to the embedding space."""
+    """Segments of one image before combination, one row per candidate.
 
-    kernels: Tensor  # (N, E)
+    ``kernels`` are in the kernel-head space (C_kernel) as gathered from the levels and in the mask-embedding
+    space (E) once projected; the other fields are the same at every stage.
+    """
+
+    kernels: Tensor  # (N, C_kernel) or (N, E)
     classes: Tensor  # (N,) int64 class ids
     scores: Tensor  # (N,)
-    depth_kernels: Tensor | None  # (N, 2 + Kd)
+    depth_kernels: Tensor | None  # (N, 2 + Kd); None without depth
 
+    def __len__(self) -> int:
+        return self.classes.shape[0]
 
-@dataclass
-class _Settings:
-    """The config values post-processing reads, looked up once."""
+    def select(self, index: Tensor) -> _Candidates:
+        """The candidates at ``index`` (a bool mask or positions)."""
+        depth = self.depth_kernels[index] if self.depth_kernels is not None else None
+        return _Candidates(self.kernels[index], self.classes[index], self.scores[index], depth)
 
-    stride: int
-    pool_sizes: list[int]
-    thing_top_num: int
-    thing_thres: float
-    stuff_thres: float
-    inst_thres: float
-    similar_thres: float
-    similar_type: str
-    class_specific: bool
-    overlap_thresh: float
-    stuff_area_limit: int
-    inst_thresh: float
-    mode: str  # "argmax" or "paste"
-    depth_on: bool
-    mean_scale: float
-    range_scale: float
-    max_depth: float
-
-    @classmethod
-    def from_cfg(cls, cfg) -> _Settings:
-        inference = cfg.MODEL.INFERENCE
-        combine = inference.COMBINE
-        depth_on = bool(cfg.MODEL.DEPTH_ON)
-        mode = str(combine.MODE).lower()
-        if mode == "auto":
-            mode = "argmax" if depth_on else "paste"
-        if mode not in ("argmax", "paste"):
-            raise ValueError(f"MODEL.INFERENCE.COMBINE.MODE is {combine.MODE!r}; expected 'auto', 'argmax' or 'paste'")
-        similar_type = str(inference.SIMILAR_TYPE)
-        if similar_type not in ("cosine", "L2"):
-            raise ValueError(f"MODEL.INFERENCE.SIMILAR_TYPE is {similar_type!r}; expected 'cosine' or 'L2'")
-        return cls(
-            stride=int(cfg.MODEL.SEMANTIC_FPN.COMMON_STRIDE),
-            pool_sizes=[int(p) for p in inference.CENTER_POOL_SIZES],
-            thing_top_num=int(cfg.MODEL.POSITION_HEAD.THING.TOP_NUM),
-            thing_thres=float(cfg.MODEL.POSITION_HEAD.THING.THRES),
-            stuff_thres=float(cfg.MODEL.POSITION_HEAD.STUFF.THRES),
-            inst_thres=float(inference.INST_THRES),
-            similar_thres=float(inference.SIMILAR_THRES),
-            similar_type=similar_type,
-            class_specific=bool(inference.CLASS_SPECIFIC),
-            overlap_thresh=float(combine.OVERLAP_THRESH),
-            stuff_area_limit=int(combine.STUFF_AREA_LIMIT),
-            inst_thresh=float(combine.INST_THRESH),
-            mode=mode,
-            depth_on=depth_on,
-            mean_scale=float(cfg.MODEL.DEPTH_HEAD.MEAN_SCALE),
-            range_scale=float(cfg.MODEL.DEPTH_HEAD.RANGE_SCALE),
-            max_depth=float(cfg.MODEL.DEPTH_HEAD.MAX_DEPTH),
+    @staticmethod
+    def cat(parts: list[_Candidates]) -> _Candidates:
+        """The candidates of all ``parts`` (e.g. levels) in order."""
+        depth = [p.depth_kernels for p in parts]
+        return _Candidates(
+            torch.cat([p.kernels for p in parts]),
+            torch.cat([p.classes for p in parts]),
+            torch.cat([p.scores for p in parts]),
+            None if any(d is None for d in depth) else torch.cat(depth),
         )
 
 
@@ -163,7 +132,7 @@ def stuff_regions(region_logits: Tensor, threshold: float) -> tuple[Tensor, Tens
     return classes, scores[keep], region[keep].float(), counts[keep]
 
 
-def _level_crop(shape: tuple[int, int], image_size: tuple[int, int], padded_size: tuple[int, int]) -> tuple[int, int]:
+def level_extent(shape: tuple[int, int], image_size: tuple[int, int], padded_size: tuple[int, int]) -> tuple[int, int]:
     """Rows and columns of a level map that cover the image (the rest only sees padding)."""
     return tuple(
         max(1, min(cells, math.ceil(size * cells / padded)))
@@ -172,18 +141,18 @@ def _level_crop(shape: tuple[int, int], image_size: tuple[int, int], padded_size
 
 
 def _image_candidates(
-    head: HeadOutputs, index: int, image_size: tuple[int, int], padded_size: tuple[int, int], st: _Settings
-) -> tuple[list[Tensor], list[Tensor]]:
-    """Thing rows [scores, classes, kernels, depth?] and stuff rows [classes, scores, kernels, depth?] of one
-    image, concatenated over levels; kernels still in the kernel-head space."""
+    head: HeadOutputs, index: int, image_size: tuple[int, int], padded_size: tuple[int, int], st: PostprocessParams
+) -> tuple[_Candidates, _Candidates]:
+    """Thing and stuff candidates of one image, concatenated over levels (things in level then score order,
+    stuff in level then class order); kernels still in the kernel-head space."""
     num_classes = head.region_logits[0].shape[1]
     first_thing = num_classes - head.center_logits[0].shape[1]
-    things: list[list[Tensor]] = []
-    stuffs: list[list[Tensor]] = []
+    things: list[_Candidates] = []
+    stuffs: list[_Candidates] = []
     for level, (centers, regions, features) in enumerate(
         zip(head.center_logits, head.region_logits, head.kernel_features)
     ):
-        rows, cols = _level_crop(tuple(centers.shape[-2:]), image_size, padded_size)
+        rows, cols = level_extent(tuple(centers.shape[-2:]), image_size, padded_size)
         feats = features[index, :, :rows, :cols].float().reshape(features.shape[1], -1)  # (C, h*w)
         depth = None
         if st.depth_on:
@@ -191,19 +160,26 @@ def _image_candidates(
             depth = params[index, :, :rows, :cols].float().reshape(params.shape[1], -1)  # (2+Kd, h*w)
 
         scores, thing_idx, cells = thing_peaks(
-            centers[index, :, :rows, :cols].float(), st.pool_sizes[level], st.thing_top_num // 2, st.thing_thres
+            centers[index, :, :rows, :cols].float(), st.center_pool_sizes[level], st.thing_top_num // 2,
+            st.center_threshold,
         )
-        row = [scores, thing_idx + first_thing, feats[:, cells].T]
-        if depth is not None:
-            row.append(depth[:, cells].T)
-        things.append(row)
+        things.append(_Candidates(
+            kernels=feats[:, cells].T,
+            classes=thing_idx + first_thing,
+            scores=scores,
+            depth_kernels=depth[:, cells].T if depth is not None else None,
+        ))  # fmt: skip
 
-        classes, st_scores, region, counts = stuff_regions(regions[index, :, :rows, :cols].float(), st.stuff_thres)
-        row = [classes, st_scores, region @ feats.T / counts[:, None].float()]
-        if depth is not None:
-            row.append(region @ depth.T / region.sum(1, keepdim=True).clamp(min=1))
-        stuffs.append(row)
-    return [torch.cat(parts) for parts in zip(*things)], [torch.cat(parts) for parts in zip(*stuffs)]
+        classes, st_scores, region, counts = stuff_regions(
+            regions[index, :, :rows, :cols].float(), st.stuff_score_threshold
+        )
+        stuffs.append(_Candidates(
+            kernels=region @ feats.T / counts[:, None].float(),
+            classes=classes,
+            scores=st_scores,
+            depth_kernels=region @ depth.T / region.sum(1, keepdim=True).clamp(min=1) if depth is not None else None,
+        ))  # fmt: skip
+    return _Candidates.cat(things), _Candidates.cat(stuffs)
 
 
 # ------------------------------------------------------------------------------------------- kernel fusion
@@ -240,14 +216,10 @@ def fuse_thing_kernels(
     return keep, (linked & first_claim)[keep].float()
 
 
-def _select(cand: _Candidates, index: Tensor) -> _Candidates:
-    """The candidates at ``index`` (a bool mask or positions)."""
-    depth = cand.depth_kernels[index] if cand.depth_kernels is not None else None
-    return _Candidates(cand.kernels[index], cand.classes[index], cand.scores[index], depth)
-
-
-def _fuse_things(cand: _Candidates, st: _Settings) -> _Candidates:
-    keep, groups = fuse_thing_kernels(cand.kernels, cand.classes, st.similar_thres, st.class_specific, st.similar_type)
+def _fuse_things(cand: _Candidates, st: PostprocessParams) -> _Candidates:
+    keep, groups = fuse_thing_kernels(
+        cand.kernels, cand.classes, st.similarity_threshold, st.class_specific_fusion, st.similarity_type
+    )
     norm = groups.sum(1, keepdim=True)
     depth = groups @ cand.depth_kernels / norm if cand.depth_kernels is not None else None
     return _Candidates(groups @ cand.kernels / norm, cand.classes[keep], cand.scores[keep], depth)
@@ -340,7 +312,7 @@ def _combine(
     first_thing: int,
     image_size: tuple[int, int],
     output_size: tuple[int, int],
-    st: _Settings,
+    st: PostprocessParams,
 ) -> tuple[Tensor, list[_Survivor]]:
     """Winner map (H, W) int64 of survivor indices (-1 = void) and the survivors, things first by score.
 
@@ -349,7 +321,7 @@ def _combine(
     """
     device = stuff_probs.device
     pasted = torch.full(output_size, -1, dtype=torch.long, device=device)  # the greedy paste, survivor index
-    argmax = st.mode == "argmax"
+    argmax = st.combine_mode == "argmax"
     best = torch.full(output_size, -math.inf, device=device) if argmax else None
     winner = torch.full(output_size, -1, dtype=torch.long, device=device) if argmax else None
     survivors: list[_Survivor] = []
@@ -360,22 +332,22 @@ def _combine(
             _argmax_step(best, winner, prob, len(survivors) - 1)
         return len(survivors) - 1
 
-    windows = _mask_windows(thing_probs, st.inst_thres, st.stride, image_size, output_size)
-    for i, prob in enumerate(_chunks(thing_probs, st.stride, image_size, output_size)):
+    windows = _mask_windows(thing_probs, st.mask_threshold, st.common_stride, image_size, output_size)
+    for i, prob in enumerate(_chunks(thing_probs, st.common_stride, image_size, output_size)):
         y0, y1, x0, x1 = windows[i]
-        mask = prob[y0:y1, x0:x1] > st.inst_thres
+        mask = prob[y0:y1, x0:x1] > st.mask_threshold
         area = int(torch.count_nonzero(mask))
         if area == 0:
             continue
         mask &= pasted[y0:y1, x0:x1] < 0
-        if (area - int(torch.count_nonzero(mask))) / area > st.overlap_thresh:
+        if (area - int(torch.count_nonzero(mask))) / area > st.overlap_threshold:
             continue
         depth = things.depth_kernels[i] if things.depth_kernels is not None else None
         index = admit(prob, int(things.classes[i]), True, float(things.scores[i]), depth)
         pasted[y0:y1, x0:x1].masked_fill_(mask, index)
 
     if stuff_probs.shape[0]:
-        stuff_up = _to_output(stuff_probs, st.stride, image_size, output_size)  # (U, H, W)
+        stuff_up = _to_output(stuff_probs, st.common_stride, image_size, output_size)  # (U, H, W)
         label = torch.zeros(output_size, dtype=torch.long, device=device)
         top = stuff_up[0].clone()
         for u in range(1, stuff_up.shape[0]):
@@ -384,7 +356,7 @@ def _combine(
         areas = torch.bincount(label[free], minlength=stuff_up.shape[0]).tolist()  # stuff regions are disjoint
         for u, area in enumerate(areas):
             category = int(stuff.classes[u])
-            if category >= first_thing or area == 0 or area < st.stuff_area_limit:
+            if category >= first_thing or area == 0 or area < st.stuff_min_area:
                 continue
             depth = stuff.depth_kernels[u] if stuff.depth_kernels is not None else None
             index = admit(stuff_up[u], category, False, float(stuff.scores[u]), depth)
@@ -392,7 +364,7 @@ def _combine(
     return (winner if argmax else pasted), survivors
 
 
-def _depth_map(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, st: _Settings) -> Tensor:
+def _depth_map(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, st: PostprocessParams) -> Tensor:
     """(H, W) depth: each pixel from its winning segment's depth kernel; 0 where void.
 
     Every pixel is evaluated once, with its own segment's kernel, by treating pixels as the batch of
@@ -453,22 +425,22 @@ def _result(winner: Tensor, survivors: list[_Survivor], depth: Tensor | None) ->
 # ------------------------------------------------------------------------------------------- entry point
 
 
-def _check_inputs(head: HeadOutputs, image_sizes, output_sizes, st: _Settings) -> None:
+def _check_inputs(head: HeadOutputs, image_sizes, output_sizes, st: PostprocessParams) -> None:
     batch = head.mask_embedding.shape[0]
     if len(image_sizes) != batch or len(output_sizes) != batch:
         raise ValueError(
             f"postprocess got {len(image_sizes)} image_sizes and {len(output_sizes)} output_sizes for a batch of {batch}"
         )
-    if len(st.pool_sizes) < len(head.center_logits):
+    if len(st.center_pool_sizes) < len(head.center_logits):
         raise ValueError(
-            f"MODEL.INFERENCE.CENTER_POOL_SIZES has {len(st.pool_sizes)} entries; the head has "
+            f"MODEL.INFERENCE.CENTER_POOL_SIZES has {len(st.center_pool_sizes)} entries; the head has "
             f"{len(head.center_logits)} levels"
         )
     if head.center_logits[0].shape[1] > head.region_logits[0].shape[1]:
         raise ValueError("the centre head has more (thing) classes than the region head has classes")
     if st.depth_on and (head.depth_kernel_params is None or head.depth_embedding is None):
         raise ValueError("MODEL.DEPTH_ON is True but the head outputs carry no depth kernels / depth embedding")
-    padded = tuple(s * st.stride for s in head.mask_embedding.shape[-2:])
+    padded = tuple(s * st.common_stride for s in head.mask_embedding.shape[-2:])
     for size in image_sizes:
         if size[0] > padded[0] or size[1] > padded[1]:
             raise ValueError(f"image size {tuple(size)} exceeds the padded batch {padded}")
@@ -480,7 +452,7 @@ def postprocess(
     project_stuff: KernelProjection,
     image_sizes: list[tuple[int, int]],
     output_sizes: list[tuple[int, int]],
-    cfg,
+    params: PostprocessParams | CfgNode,
 ) -> list[PanopticResult]:
     """Panoptic results, one per image of the batch, at ``output_sizes``.
 
@@ -489,9 +461,10 @@ def postprocess(
         project_thing, project_stuff: the generators' 1x1 convs, kernels (..., C_kernel) -> (..., E).
         image_sizes: each image's unpadded network-input (H, W), the top-left of the padded batch.
         output_sizes: the (H, W) to return results at (e.g. the camera's resolution).
-        cfg: the model config (MODEL.INFERENCE.*, MODEL.POSITION_HEAD.*, MODEL.DEPTH_*; see docs/postprocess.md).
+        params: the model's ``PostprocessParams`` (``model.postprocess_params``), or a model config to build them
+            from (MODEL.INFERENCE.*, MODEL.POSITION_HEAD.*, MODEL.DEPTH_*; see docs/postprocess.md).
     """
-    st = _Settings.from_cfg(cfg)
+    st = as_params(params, PostprocessParams)
     _check_inputs(head, image_sizes, output_sizes, st)
     with torch.no_grad():
         return [
@@ -507,52 +480,47 @@ def _postprocess_one(
     output_size: tuple[int, int],
     project_thing: KernelProjection,
     project_stuff: KernelProjection,
-    st: _Settings,
+    st: PostprocessParams,
 ) -> PanopticResult:
     embedding = head.mask_embedding[index].float()
-    padded = (embedding.shape[-2] * st.stride, embedding.shape[-1] * st.stride)
+    stride = st.common_stride
+    padded = (embedding.shape[-2] * stride, embedding.shape[-1] * stride)
     first_thing = head.region_logits[0].shape[1] - head.center_logits[0].shape[1]
-    thing_rows, stuff_rows = _image_candidates(head, index, image_size, padded, st)
+    thing_candidates, stuff_candidates = _image_candidates(head, index, image_size, padded, st)
 
     # stride-4 maps that the upsampled image area reads (one extra row/column for the bilinear border)
-    rows = min(embedding.shape[-2], math.ceil(image_size[0] / st.stride) + 1)
-    cols = min(embedding.shape[-1], math.ceil(image_size[1] / st.stride) + 1)
+    rows = min(embedding.shape[-2], math.ceil(image_size[0] / stride) + 1)
+    cols = min(embedding.shape[-1], math.ceil(image_size[1] / stride) + 1)
     embedding = embedding[:, :rows, :cols]
     flat_embedding = embedding.reshape(embedding.shape[0], -1)  # (E, h*w)
-    inside_rows, inside_cols = math.ceil(image_size[0] / st.stride), math.ceil(image_size[1] / st.stride)
+    inside_rows, inside_cols = math.ceil(image_size[0] / stride), math.ceil(image_size[1] / stride)
 
-    order = torch.sort(thing_rows[0], descending=True, stable=True).indices
-    things = _Candidates(
-        project_thing(thing_rows[2][order]) if order.numel() else thing_rows[2].new_zeros(0, embedding.shape[0]),
-        thing_rows[1][order],
-        thing_rows[0][order],
-        thing_rows[3][order] if st.depth_on else None,
-    )
+    things = thing_candidates.select(torch.sort(thing_candidates.scores, descending=True, stable=True).indices)
+    things.kernels = project_thing(things.kernels) if len(things) else things.kernels.new_zeros(0, embedding.shape[0])
     thing_probs = embedding.new_zeros(0, rows, cols)
-    if things.classes.numel():
+    if len(things):
         things = _fuse_things(things, st)
         # rescoring only lowers scores, so things already below COMBINE.INST_THRESH can never be placed: skip
         # their masks (the released code computes them for its instance-segmentation output)
-        keep = things.scores >= max(st.inst_thresh, THING_MIN_SCORE)
-        things = _select(things, keep)
+        things = things.select(things.scores >= max(st.combine_score_threshold, THING_MIN_SCORE))
         thing_probs = (things.kernels.float() @ flat_embedding).sigmoid().reshape(-1, rows, cols)
         # rescore by the mean probability inside each mask, over the stride-4 cells inside the image
         inner = thing_probs[:, :inside_rows, :inside_cols]
-        mask = (inner > st.inst_thres).float()
+        mask = (inner > st.mask_threshold).float()
         things.scores = things.scores * (inner * mask).sum((1, 2)) / (mask.sum((1, 2)) + 1e-6)
         order = torch.sort(things.scores, descending=True, stable=True).indices
         order = order[things.scores[order] >= THING_MIN_SCORE][: st.thing_top_num]
-        order = order[things.scores[order] >= st.inst_thresh]  # only these can enter the panoptic map
-        things, thing_probs = _select(things, order), thing_probs[order]
+        order = order[things.scores[order] >= st.combine_score_threshold]  # only these can enter the panoptic map
+        things, thing_probs = things.select(order), thing_probs[order]
 
     stuff_probs = embedding.new_zeros(0, rows, cols)
-    stuff = _Candidates(embedding.new_zeros(0, embedding.shape[0]), stuff_rows[0], stuff_rows[1], None)
-    if stuff_rows[0].numel():
-        stuff = _Candidates(
-            *fuse_stuff_kernels(
-                project_stuff(stuff_rows[2]), stuff_rows[0], stuff_rows[1], stuff_rows[3] if st.depth_on else None
-            )
-        )
+    stuff = _Candidates(embedding.new_zeros(0, embedding.shape[0]), stuff_candidates.classes,
+                        stuff_candidates.scores, None)
+    if len(stuff_candidates):
+        stuff = _Candidates(*fuse_stuff_kernels(
+            project_stuff(stuff_candidates.kernels), stuff_candidates.classes, stuff_candidates.scores,
+            stuff_candidates.depth_kernels,
+        ))  # fmt: skip
         stuff_probs = (stuff.kernels.float() @ flat_embedding).sigmoid().reshape(-1, rows, cols)
 
     if thing_probs.shape[0] == 0 and stuff_probs.shape[0] == 0:
@@ -563,5 +531,5 @@ def _postprocess_one(
     depth = None
     if st.depth_on:
         depth_embedding = head.depth_embedding[index, :, :rows, :cols].float()
-        depth = _depth_map(winner, survivors, _to_output(depth_embedding, st.stride, image_size, output_size), st)
+        depth = _depth_map(winner, survivors, _to_output(depth_embedding, stride, image_size, output_size), st)
     return _result(winner, survivors, depth)

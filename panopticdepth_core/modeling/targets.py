@@ -5,65 +5,33 @@ interpolation, placed at their mass centre, assigned to the pyramid levels whose
 the square root of their box area, and drawn as CenterNet Gaussians on their class channel; stuff targets are the
 bilinear-downsampled one-hot of all classes; depth is sampled at stride 4 with nearest interpolation (with a fallback for sparse depth).
 
-Deliberate differences from the released code (all on inputs it would crash on or mis-handle):
+Deliberate differences from the released code (all but the last on inputs it would crash on or mis-handle):
   * things whose stride-4 mask is empty (a few pixels that bilinear sampling misses) are dropped instead of
     getting a NaN centre;
   * more than ``MODEL.TENSOR_DIM`` things on a level are truncated (the released code raises);
   * centre cells are clamped to the level grid (size - 1, not size);
-  * boxes are the pixel extent of the mask (Detectron2 ``BitMasks.get_bounding_boxes``: max + 1).
+  * boxes are the pixel extent of the mask (Detectron2 ``BitMasks.get_bounding_boxes``: max + 1);
+  * a level cell split exactly in half by two classes is a stuff target of the lower class id only (the
+    released targets give both 0.5; see ``_stuff_level``).
 The stride-4 one-hot downsampling is computed from the label map with four bilinear taps per output pixel,
 which equals ``F.interpolate`` of the one-hot stack without building it at full resolution.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import CfgNode
+from .settings import TargetParams, as_params
 from .types import InstanceTarget, LevelTargets, TargetSet
 
 _FLOAT64_EPS = 2.220446049250313e-16  # the released gaussian2D drops values below eps * max (max = 1)
-
-
-@dataclass(frozen=True)
-class TargetParams:
-    """The config values the target builder reads."""
-
-    num_classes: int  # S, all semantic classes
-    num_things: int  # T, the last T of the S classes
-    tensor_dim: int
-    ignore_value: int
-    common_stride: int
-    min_overlap: float
-    sigma_factor: float
-    instance_scales: tuple[tuple[float, float], ...]
-
-    @staticmethod
-    def from_cfg(cfg) -> TargetParams:
-        model = cfg.MODEL
-        num_classes = int(model.POSITION_HEAD.STUFF.NUM_CLASSES)
-        num_things = int(model.POSITION_HEAD.THING.NUM_CLASSES)
-        if not 0 < num_things <= num_classes:
-            raise ValueError(
-                f"MODEL.POSITION_HEAD.THING.NUM_CLASSES ({num_things}) must be in 1..MODEL.POSITION_HEAD.STUFF."
-                f"NUM_CLASSES ({num_classes}): things are the last classes of the semantic label space"
-            )
-        center_type = str(model.POSITION_HEAD.THING.CENTER_TYPE)
-        if "mass" not in center_type:
-            raise ValueError(f"MODEL.POSITION_HEAD.THING.CENTER_TYPE is {center_type!r}; only 'mass' is supported")
-        return TargetParams(
-            num_classes=num_classes,
-            num_things=num_things,
-            tensor_dim=int(model.TENSOR_DIM),
-            ignore_value=int(model.IGNORE_VALUE),
-            common_stride=int(model.SEMANTIC_FPN.COMMON_STRIDE),
-            min_overlap=float(model.POSITION_HEAD.THING.MIN_OVERLAP),
-            sigma_factor=float(model.POSITION_HEAD.THING.GAUSSIAN_SIGMA),
-            instance_scales=tuple((float(lo), float(hi)) for lo, hi in model.KERNEL_HEAD.INSTANCE_SCALES),
-        )
 
 
 @dataclass
@@ -76,6 +44,26 @@ class _Things:
     box_wh: Tensor  # (N, 2) float box width and height in input pixels
     scale: Tensor  # (N,) sqrt(box area)
     mean_depth: Tensor | None  # (N,) mean valid stride-4 depth, 0 where none
+
+
+class _ThingLevel(NamedTuple):
+    """Thing targets of one image on one level (the per-image rows of ``LevelTargets``' thing fields)."""
+
+    heat: Tensor  # (T, h_l, w_l)
+    masks: Tensor  # (TENSOR_DIM, h4, w4)
+    valid: Tensor  # (TENSOR_DIM,) bool
+    classes: Tensor  # (TENSOR_DIM,) int64
+    mean_depth: Tensor | None  # (TENSOR_DIM,), None without depth
+
+
+class _StuffLevel(NamedTuple):
+    """Stuff targets of one image on one level (the per-image rows of ``LevelTargets``' stuff fields)."""
+
+    scores: Tensor  # (S, h_l, w_l)
+    masks: Tensor  # (S, h4, w4)
+    region: Tensor  # (S, h_l, w_l)
+    valid: Tensor  # (S,) bool
+    classes: Tensor  # (S,) int64
 
 
 # ------------------------------------------------------------------------------------------------ public helpers
@@ -251,7 +239,7 @@ def _thing_level(
     embed_size: tuple[int, int],
     with_depth: bool,
     params: TargetParams,
-) -> dict[str, Tensor]:
+) -> _ThingLevel:
     """Thing targets of one image on one level (the released ``_label_assignment``)."""
     device = things.masks4.device
     dim = params.tensor_dim
@@ -280,15 +268,23 @@ def _thing_level(
     cells[:, 1].clamp_(0, hl - 1)
     radius = gaussian_radius(things.box_wh[chosen] * box_scale, params.min_overlap).clamp(min=0).to(torch.int64)
     heat = draw_gaussians(params.num_things, level_size, cells, radius, things.classes[chosen], params.sigma_factor)
-    return {"heat": heat, "masks": masks, "valid": valid, "classes": classes, "mean_depth": mean_depth}
+    return _ThingLevel(heat=heat, masks=masks, valid=valid, classes=classes, mean_depth=mean_depth)
 
 
-def _stuff_level(sem4: Tensor, level_size: tuple[int, int]) -> dict[str, Tensor]:
+def _stuff_level(sem4: Tensor, level_size: tuple[int, int]) -> _StuffLevel:
     """Stuff targets of one image on one level (the released ``_sem_assign``)."""
     num_classes = sem4.shape[0]
     scores = F.interpolate(sem4[None], size=level_size, mode="bilinear", align_corners=False)[0]
     scores = scores.clamp(max=1.0)
     scores = torch.where(scores < 0.5, torch.zeros_like(scores), scores)  # (S, hl, wl)
+    # A cell split exactly in half by two classes (a border through the middle of the cell) would be a 0.5
+    # target, and a region cell, of both. The region head then learns a 0.5 / 0.5 tie that inference's argmax
+    # breaks by float noise, so the cell joins one class's region or the other's depending on the machine, and
+    # with it that class's stuff kernels move. Such a cell goes to one class: the one argmax picks (lower id).
+    tied = (scores > 0).sum(dim=0) > 1  # (hl, wl)
+    if bool(tied.any()):
+        first = F.one_hot(scores.argmax(dim=0), num_classes).permute(2, 0, 1).bool()
+        scores = torch.where(tied[None] & ~first, torch.zeros_like(scores), scores)
     present = torch.nonzero(scores.reshape(num_classes, -1).sum(dim=1) > 0).squeeze(1)
     num = len(present)
     masks = torch.zeros_like(sem4)
@@ -299,7 +295,13 @@ def _stuff_level(sem4: Tensor, level_size: tuple[int, int]) -> dict[str, Tensor]
     valid[:num] = True
     classes = torch.zeros(num_classes, dtype=torch.int64, device=sem4.device)
     classes[:num] = present
-    return {"scores": scores, "masks": masks, "region": region, "valid": valid, "classes": classes}
+    return _StuffLevel(scores=scores, masks=masks, region=region, valid=valid, classes=classes)
+
+
+def _stack(rows: Sequence[NamedTuple], field: str) -> Tensor | None:
+    """One field of every image's per-level targets stacked into a batch (None where the field is None)."""
+    values = [getattr(row, field) for row in rows]
+    return None if values[0] is None else torch.stack(values)
 
 
 def _pad_to(tensor: Tensor, size: tuple[int, int]) -> Tensor:
@@ -337,7 +339,7 @@ def build_targets(
     padded_size: tuple[int, int],
     level_sizes: list[tuple[int, int]],
     embed_size: tuple[int, int],
-    cfg,
+    params: TargetParams | CfgNode,
 ) -> TargetSet:
     """All training targets of a padded batch (the released ``GenerateGT.generate``).
 
@@ -346,12 +348,13 @@ def build_targets(
         padded_size: (H, W) of the padded input batch.
         level_sizes: (h_l, w_l) of each pyramid level, one per ``MODEL.KERNEL_HEAD.INSTANCE_SCALES`` entry.
         embed_size: (h4, w4) of the stride-4 mask embedding.
+        params: the model's ``TargetParams`` (or a config to build them from).
 
     Thing and stuff stride-4 masks are soft (bilinear) values in [0, 1], as the released dice targets are; thing
     slots beyond the real things hold ``MODEL.IGNORE_VALUE``. Everything is created on the device of the
     targets' tensors, so move the ground truth to the model's device first.
     """
-    params = TargetParams.from_cfg(cfg)
+    params = as_params(params, TargetParams)
     if len(level_sizes) != len(params.instance_scales):
         raise ValueError(
             f"got {len(level_sizes)} pyramid levels but MODEL.KERNEL_HEAD.INSTANCE_SCALES has "
@@ -363,8 +366,9 @@ def build_targets(
     embed_size = (int(embed_size[0]), int(embed_size[1]))
     with_depth = any(t.depth is not None for t in targets)
 
-    per_level: list[list[dict[str, Tensor]]] = [[] for _ in level_sizes]
+    per_level: list[list[tuple[_ThingLevel, _StuffLevel]]] = [[] for _ in level_sizes]
     depths: list[Tensor] = []
+    class_masks: list[Tensor] = []
     for target in targets:
         height, width = target.semantic.shape
         if height > padded_size[0] or width > padded_size[1]:
@@ -372,6 +376,7 @@ def build_targets(
         size4 = stride_size((height, width), params.common_stride)
         semantic = target.semantic.to(torch.int64)
         sem4 = _pad_to(downsample_one_hot(semantic, params.num_classes, size4), embed_size)  # (S, h4, w4)
+        class_masks.append(sem4)
 
         depth4 = None
         if with_depth:
@@ -385,28 +390,34 @@ def build_targets(
 
         things = _extract_things(target, depth4, size4, params)
         for level, (size, scale_range) in enumerate(zip(level_sizes, params.instance_scales)):
-            entry = _thing_level(things, size, scale_range, padded_size, embed_size, with_depth, params)
-            entry.update({f"stuff_{k}": v for k, v in _stuff_level(sem4, size).items()})
-            per_level[level].append(entry)
+            thing = _thing_level(things, size, scale_range, padded_size, embed_size, with_depth, params)
+            per_level[level].append((thing, _stuff_level(sem4, size)))
 
     levels = []
     for entries in per_level:
-        stack = {key: torch.stack([e[key] for e in entries]) for key in entries[0] if entries[0][key] is not None}
+        things_b = [thing for thing, _ in entries]
+        stuff_b = [stuff for _, stuff in entries]
         levels.append(
             LevelTargets(
-                center_heatmap=stack["heat"],
-                thing_masks=stack["masks"],
-                thing_valid=stack["valid"],
-                thing_classes=stack["classes"],
-                thing_mean_depth=stack.get("mean_depth"),
-                stuff_scores=stack["stuff_scores"],
-                stuff_masks=stack["stuff_masks"],
-                stuff_region_masks=stack["stuff_region"],
-                stuff_valid=stack["stuff_valid"],
-                stuff_classes=stack["stuff_classes"],
+                center_heatmap=_stack(things_b, "heat"),
+                thing_masks=_stack(things_b, "masks"),
+                thing_valid=_stack(things_b, "valid"),
+                thing_classes=_stack(things_b, "classes"),
+                thing_mean_depth=_stack(things_b, "mean_depth"),
+                stuff_scores=_stack(stuff_b, "scores"),
+                stuff_masks=_stack(stuff_b, "masks"),
+                stuff_region_masks=_stack(stuff_b, "region"),
+                stuff_valid=_stack(stuff_b, "valid"),
+                stuff_classes=_stack(stuff_b, "classes"),
             )
         )
-    return TargetSet(levels=levels, depth=torch.stack(depths) if with_depth else None)
+    return TargetSet(
+        levels=levels,
+        depth=torch.stack(depths) if with_depth else None,
+        class_masks=torch.stack(class_masks),
+        image_sizes=[(int(t.semantic.shape[0]), int(t.semantic.shape[1])) for t in targets],
+        padded_size=(int(padded_size[0]), int(padded_size[1])),
+    )
 
 
 __all__ = [

@@ -66,6 +66,9 @@ class TargetSet:
 
     levels: list[LevelTargets]
     depth: Tensor | None = None  # (B, h4, w4) ground-truth depth at stride 4 (nearest), 0 = invalid
+    class_masks: Tensor | None = None  # (B, S, h4, w4) soft stride-4 masks of every class (bilinear one-hot)
+    image_sizes: list[tuple[int, int]] | None = None  # each image's (H, W) in the top-left of the padded batch
+    padded_size: tuple[int, int] | None = None  # (H, W) of the padded batch
 
 
 @dataclass
