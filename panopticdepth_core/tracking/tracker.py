@@ -42,6 +42,7 @@ class TrackerSettings:
     pixel_gate: float = 0.1  # without depth: 2D gate as a fraction of the image diagonal
     missing_penalty: float = 0.02  # added cost per frame a track was unseen: a present track wins a tie
     embedding_momentum: float = 0.7  # weight of the old embedding in the running mean
+    occluded_ratio: float = 0.6  # a mask below this share of the track's area is taken as partly hidden
     grid_size: int = 160  # masks compared on a grid whose longer side has at most this many cells
     id_limit: int = MAX_INSTANCE_ID  # ids per class, below the panoptic label divisor
 
@@ -55,6 +56,7 @@ class TrackerSettings:
             (self.position_gate_m > 0 and self.position_gate_rel >= 0, "position gates must be > 0 and >= 0"),
             (self.pixel_gate > 0, "pixel_gate must be > 0"),
             (0 <= self.embedding_momentum < 1, "embedding_momentum must lie in [0, 1)"),
+            (0 <= self.occluded_ratio < 1, "occluded_ratio must lie in [0, 1)"),
             (self.grid_size >= 8, "grid_size must be >= 8"),
             (1 <= self.id_limit <= MAX_INSTANCE_ID, f"id_limit must lie in 1..{MAX_INSTANCE_ID}"),
         ]
@@ -82,6 +84,7 @@ class Track:
     velocity3d: np.ndarray  # (3,) metres per time unit
     embedding: np.ndarray | None  # (E,) unit vector, None when never seen with one
     last_time: float
+    area: float = 0.0  # grid cells of the mask when last seen whole (not partly hidden)
     missing: int = 0  # frames since last seen
     hits: int = 1
 
@@ -231,17 +234,31 @@ class InstanceTracker:
 
     # ------------------------------------------------------------------------------------------------ tracks
     def _refresh(self, track: Track, things: FrameThings, d: int, now: float) -> None:
+        """Take the matched thing into the track. A thing much smaller than the track was (partly hidden behind
+        another) moves its visible centroid, not the thing: the track then coasts on its prediction instead."""
         dt = now - track.last_time
         center, position = things.centers[d], _position(things, d)
-        if dt > 0:
+        area = float(things.masks[d].sum())
+        if track.area > 0 and area < self.settings.occluded_ratio * track.area and dt > 0:
+            track.mask = _shift(track.mask, np.round(track.velocity * dt))
+            track.center = track.center + track.velocity * dt
+            if np.all(np.isfinite(track.position)):
+                track.position = track.position + track.velocity3d * dt
+            elif np.all(np.isfinite(position)):
+                track.position = position
+        else:
+            first = track.hits == 1  # the first displacement sets the velocity; later ones are smoothed
+            if dt > 0:
+                if np.all(np.isfinite(center)):
+                    measured = (center - track.center) / dt
+                    track.velocity = measured if first else 0.5 * track.velocity + 0.5 * measured
+                if np.all(np.isfinite(position)) and np.all(np.isfinite(track.position)):
+                    measured = (position - track.position) / dt
+                    track.velocity3d = measured if first else 0.5 * track.velocity3d + 0.5 * measured
             if np.all(np.isfinite(center)):
-                track.velocity = 0.5 * track.velocity + 0.5 * (center - track.center) / dt
-            if np.all(np.isfinite(position)) and np.all(np.isfinite(track.position)):
-                track.velocity3d = 0.5 * track.velocity3d + 0.5 * (position - track.position) / dt
-        if np.all(np.isfinite(center)):
-            track.center, track.mask = center, things.masks[d]
-        if np.all(np.isfinite(position)):
-            track.position = position
+                track.center, track.mask, track.area = center, things.masks[d], area
+            if np.all(np.isfinite(position)):
+                track.position = position
         embedding = None if things.embeddings is None else things.embeddings[d]
         if embedding is not None and np.any(embedding):
             if track.embedding is None:
@@ -260,7 +277,8 @@ class InstanceTracker:
         center = things.centers[d]
         embedding = None if things.embeddings is None or not np.any(things.embeddings[d]) else things.embeddings[d]
         track = Track(category, instance, things.masks[d], np.nan_to_num(center, nan=-1e6), np.zeros(2),
-                      _position(things, d), np.zeros(3), None if embedding is None else embedding.copy(), now)
+                      _position(things, d), np.zeros(3), None if embedding is None else embedding.copy(), now,
+                      area=float(things.masks[d].sum()))
         self.tracks.append(track)
         return track
 
