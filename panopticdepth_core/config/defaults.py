@@ -232,6 +232,7 @@ _C.TRACKER.PIXEL_GATE = 0.1  # 2D gate (no depth) as a fraction of the image dia
 _C.TRACKER.MISSING_PENALTY = 0.02  # extra cost per frame a track was unseen
 _C.TRACKER.EMBEDDING_MOMENTUM = 0.7  # weight of a track's old embedding in its running mean
 _C.TRACKER.OCCLUDED_RATIO = 0.6  # a mask below this share of its track's area is partly hidden: the track coasts
+_C.TRACKER.IOU_FULL_AREA = 64  # grid cells: smaller masks weigh their IoU less (sqrt(area / this))
 _C.TRACKER.GRID_SIZE = 160  # masks compared on a grid with at most this many cells along the longer side
 _C.TRACKER.ID_LIMIT = 999  # ids per class (< 1000: panoptic id = class * 1000 + instance); then oldest retired
 

@@ -43,6 +43,8 @@ class TrackerSettings:
     missing_penalty: float = 0.02  # added cost per frame a track was unseen: a present track wins a tie
     embedding_momentum: float = 0.7  # weight of the old embedding in the running mean
     occluded_ratio: float = 0.6  # a mask below this share of the track's area is taken as partly hidden
+    iou_full_area: int = 64  # grid cells: masks smaller than this count their IoU less (a 2-cell shift of a tiny
+    #                          mask leaves no overlap although it is the same thing)
     grid_size: int = 160  # masks compared on a grid whose longer side has at most this many cells
     id_limit: int = MAX_INSTANCE_ID  # ids per class, below the panoptic label divisor
 
@@ -57,6 +59,7 @@ class TrackerSettings:
             (self.pixel_gate > 0, "pixel_gate must be > 0"),
             (0 <= self.embedding_momentum < 1, "embedding_momentum must lie in [0, 1)"),
             (0 <= self.occluded_ratio < 1, "occluded_ratio must lie in [0, 1)"),
+            (self.iou_full_area >= 1, "iou_full_area must be >= 1"),
             (self.grid_size >= 8, "grid_size must be >= 8"),
             (1 <= self.id_limit <= MAX_INSTANCE_ID, f"id_limit must lie in 1..{MAX_INSTANCE_ID}"),
         ]
@@ -205,8 +208,12 @@ class InstanceTracker:
             has3 = np.isfinite(d3)
             pos_cost = np.where(has3, np.minimum(d3 / gate[None, :], 1.0), pos_cost)
 
-        weights = np.full((len(tracks), count), st.iou_weight)
-        total = st.iou_weight * (1.0 - iou) + st.position_weight * pos_cost * pos_ok
+        # the IoU's weight grows with the smaller mask's area up to iou_full_area cells
+        smaller = np.minimum(a.sum(1)[:, None], b.sum(1)[None, :])
+        iou_weight = st.iou_weight * np.sqrt(np.clip(smaller / st.iou_full_area, 0.0, 1.0))
+        iou_weight = np.where(pos_ok, iou_weight, st.iou_weight)  # IoU alone decides when nothing else can
+        weights = iou_weight.copy()
+        total = iou_weight * (1.0 - iou) + st.position_weight * pos_cost * pos_ok
         weights = weights + st.position_weight * pos_ok
         if things.embeddings is not None and st.embedding_weight > 0:
             track_emb = [tr.embedding for tr in tracks]
