@@ -23,6 +23,7 @@ class FrameThings:
     classes: np.ndarray  # (N,) int64
     scores: np.ndarray  # (N,) float64 (1 where not known)
     masks: np.ndarray  # (N, h, w) bool on the grid
+    labels: np.ndarray  # (h, w) int64 index of the thing at each grid cell, N where there is none
     centers: np.ndarray  # (N, 2) float64 mask centroid (x, y) in grid cells; NaN for a mask empty on the grid
     positions: np.ndarray | None  # (N, 3) float64 metres, mean of the mask's 3D points (world frame when a
     #                               camera pose was given, else the optical frame); NaN rows without depth
@@ -90,8 +91,8 @@ def observe_things(
 
     scores = np.array([float(getattr(seg_by_id.get(int(i)), "score", 1.0)) for i in panoptic_ids], np.float64)
     embeddings = _embeddings(panoptic_ids, seg_by_id)
-    return FrameThings(panoptic_ids, panoptic_ids // LABEL_DIVISOR, scores, masks, centers, positions, embeddings,
-                       stride)
+    return FrameThings(panoptic_ids, panoptic_ids // LABEL_DIVISOR, scores, masks, index, centers, positions,
+                       embeddings, stride)
 
 
 def _positions(depth: np.ndarray, K: np.ndarray, stride: int, flat: np.ndarray, count: int,
@@ -99,7 +100,7 @@ def _positions(depth: np.ndarray, K: np.ndarray, stride: int, flat: np.ndarray, 
     """(N, 3) mean optical-frame point of each thing over its grid cells with a valid depth; NaN rows without."""
     K = np.asarray(K, dtype=np.float64)
     h, w = shape
-    z = np.asarray(depth, dtype=np.float64)[::stride, ::stride][:h, :w].reshape(-1)
+    z = np.asarray(depth)[::stride, ::stride][:h, :w].astype(np.float64).reshape(-1)  # slice first: cheap
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(z) & (z > 0)
     us = (np.arange(w) * stride - K[0, 2]) / K[0, 0]  # x / z of each grid column

@@ -186,11 +186,16 @@ class InstanceTracker:
         h, w = things.masks.shape[1:]
         dts = np.array([max(0.0, now - tr.last_time) for tr in tracks])  # (T,)
         predicted_centers = np.stack([tr.center + tr.velocity * dt for tr, dt in zip(tracks, dts)])  # (T, 2)
-        shifted = np.stack([_shift(tr.mask, np.round(tr.velocity * dt)) for tr, dt in zip(tracks, dts)])
-        a = shifted.reshape(len(tracks), -1).astype(np.float32)  # (T, P)
-        b = things.masks.reshape(count, -1).astype(np.float32)  # (N, P)
-        inter = a @ b.T  # (T, N)
-        union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+        # intersections: the things' masks are disjoint (one panoptic map), so a track's predicted mask meets thing
+        # d in as many cells as its cells labelled d: one bincount per track over its own cells only
+        inter = np.zeros((len(tracks), count))  # (T, N)
+        track_area = np.zeros(len(tracks))
+        for t, (tr, dt) in enumerate(zip(tracks, dts)):
+            cells = things.labels[_shift(tr.mask, np.round(tr.velocity * dt))]  # (cells,) thing index or N
+            inter[t] = np.bincount(cells, minlength=count + 1)[:count]
+            track_area[t] = cells.size
+        thing_area = np.bincount(things.labels.reshape(-1), minlength=count + 1)[:count].astype(np.float64)
+        union = track_area[:, None] + thing_area[None, :] - inter
         iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
         # position: 3D where both sides have it, else the mask centroid on the grid
@@ -209,7 +214,7 @@ class InstanceTracker:
             pos_cost = np.where(has3, np.minimum(d3 / gate[None, :], 1.0), pos_cost)
 
         # the IoU's weight grows with the smaller mask's area up to iou_full_area cells
-        smaller = np.minimum(a.sum(1)[:, None], b.sum(1)[None, :])
+        smaller = np.minimum(track_area[:, None], thing_area[None, :])
         iou_weight = st.iou_weight * np.sqrt(np.clip(smaller / st.iou_full_area, 0.0, 1.0))
         iou_weight = np.where(pos_ok, iou_weight, st.iou_weight)  # IoU alone decides when nothing else can
         weights = iou_weight.copy()
@@ -325,29 +330,25 @@ def relabel(panoptic: np.ndarray, ids: dict[int, int], instance: np.ndarray | No
             ) -> tuple[np.ndarray, np.ndarray]:
     """(panoptic, instance) maps with every thing's panoptic id replaced by ``ids[old]`` (a class keeps its class).
 
-    Fast path: when the frame's instance numbers are unique across classes (as the post-processing makes them),
-    one lookup table over the instance part does it; otherwise a sorted search over the panoptic ids.
+    One lookup table over the panoptic values (void -1 to the largest id) serves both maps: two gathers over the
+    image, instead of the several modulo passes a per-pixel formula would cost at camera resolutions.
     """
     panoptic = np.asarray(panoptic)
-    thing = (panoptic >= 0) & (panoptic % LABEL_DIVISOR != 0)
-    old = np.array(sorted(ids), dtype=np.int64)
-    new = np.array([ids[i] for i in old.tolist()], dtype=np.int64)
-    out = panoptic.astype(np.int32, copy=True)
-    if old.size:
-        parts = old % LABEL_DIVISOR
-        if np.unique(parts).size == parts.size:
-            table = np.zeros(LABEL_DIVISOR, dtype=np.int32)
-            table[parts] = (new - old).astype(np.int32)
-            out += np.where(thing, table[panoptic % LABEL_DIVISOR], 0).astype(np.int32)
-        else:
-            values = panoptic[thing].astype(np.int64)
-            where = np.clip(np.searchsorted(old, values), 0, old.size - 1)
-            hit = old[where] == values
-            out[thing] = np.where(hit, new[where], values).astype(np.int32)
-    out_instance = np.where(thing, out % LABEL_DIVISOR, 0).astype(np.int32)
     if instance is not None and np.asarray(instance).shape != panoptic.shape:
         raise ValueError(f"instance map {np.asarray(instance).shape} and panoptic {panoptic.shape} differ in shape")
-    return out, out_instance
+    low = min(int(panoptic.min()), -1) if panoptic.size else -1
+    high = max(int(panoptic.max()) if panoptic.size else 0, max(ids, default=0))
+    # table[v] is the new value of v for v in 0..high, and its last entry that of void -1, so the panoptic map
+    # indexes it directly (NumPy reads index -1 as the last entry); values below -1 need an offset
+    offset = 0 if low == -1 else -low
+    table = np.concatenate([np.arange(0, high + 1), [-1]]) if low == -1 else np.arange(low, high + 1)
+    if ids:
+        old = np.fromiter(ids.keys(), dtype=np.int64, count=len(ids))
+        table[old + offset] = np.fromiter(ids.values(), dtype=np.int64, count=len(ids))
+    thing = (table >= 0) & (table % LABEL_DIVISOR != 0)
+    instance_table = np.where(thing, table % LABEL_DIVISOR, 0).astype(np.int32)
+    index = panoptic + offset if offset else panoptic  # (H, W) positions in the tables
+    return np.take(table.astype(np.int32), index), np.take(instance_table, index)
 
 
 def _relabel_segments(segments: Sequence | None, ids: dict[int, int]) -> list:
