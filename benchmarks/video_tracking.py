@@ -106,7 +106,8 @@ def main() -> int:
             pred = predictor(image, focal=float(K[0, 0]))
             model_time += time.perf_counter() - start
             start = time.perf_counter()
-            tracked = tracker.update(pred.panoptic, pred.segments, pred.depth, K, camera_pose(camera), when)
+            tracked = tracker.update(pred.panoptic, pred.segments, pred.depth, K, camera_pose(camera), when,
+                                     instance=pred.instance)
             track_times.append(time.perf_counter() - start)
             gt_sem, gt_inst = decode_instance_train_ids(read_uint16(gt_dir / f"{stem}_gtFine_instanceTrainIds.png", "label"))
             gt = _things(gt_sem, gt_inst)

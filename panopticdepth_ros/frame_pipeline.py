@@ -303,7 +303,7 @@ class FramePipeline:
             K = camera.K if out_size == rgb.shape[:2] else scale_intrinsics(camera.K, rgb.shape[:2], out_size)
         segments = list(getattr(prediction, "segments", None) or ())
         if settings.track:
-            panoptic, instance, segments = self._track(panoptic, segments, depth, K, msg.header, result)
+            panoptic, instance, segments = self._track(panoptic, instance, segments, depth, K, msg.header, result)
         elif self._tracking:
             self._tracking = False
         now = time.perf_counter()
@@ -370,7 +370,8 @@ class FramePipeline:
         timings["messages"] = time.perf_counter() - tick
 
     # --------------------------------------------------------------------------------------------- tracking
-    def _track(self, panoptic: np.ndarray, segments: list, depth, K, header, result: FrameResult):
+    def _track(self, panoptic: np.ndarray, instance: np.ndarray, segments: list, depth, K, header,
+               result: FrameResult):
         """(panoptic, instance, segments) with tracked ids. Starts afresh (saying why) when tracking was just
         turned on, the camera changed (another K or image size) or time went back (a bag played again)."""
         camera = (None if K is None else tuple(np.round(np.asarray(K, dtype=np.float64).reshape(-1), 6)),
@@ -384,7 +385,7 @@ class FramePipeline:
             why = "the camera changed (camera_info or image size)"
         self._tracking, self._tracked_camera = True, camera
         stamp = stamp_seconds(header) if header is not None else None
-        tracked = self.tracker.update(panoptic, segments, depth, K, time=stamp)
+        tracked = self.tracker.update(panoptic, segments, depth, K, time=stamp, instance=instance)
         if tracked.reset and why is None:
             why = "time went back (a bag played again, or a clock reset)"
         if why is not None:

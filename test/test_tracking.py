@@ -175,3 +175,14 @@ def test_settings_are_checked():
         TrackerSettings(id_limit=1000)
     with pytest.raises(ValueError, match="max_cost"):
         TrackerSettings(max_cost=0)
+
+
+def test_relabel_with_the_instance_map_equals_the_full_lookup():
+    rng = np.random.default_rng(5)
+    panoptic = rng.choice([-1, 0, 10000, CAR * 1000 + 1, CAR * 1000 + 2, PERSON * 1000 + 3], size=(20, 30))
+    instance = np.where((panoptic > 0) & (panoptic % 1000 > 0), panoptic % 1000, 0)
+    ids = {CAR * 1000 + 1: CAR * 1000 + 9, CAR * 1000 + 2: CAR * 1000 + 1, PERSON * 1000 + 3: PERSON * 1000 + 4}
+    full = relabel(panoptic, ids)
+    fast = relabel(panoptic, ids, instance)
+    assert np.array_equal(full[0], fast[0]) and np.array_equal(full[1], fast[1])
+    assert set(np.unique(fast[0]).tolist()) == {-1, 0, 10000, CAR * 1000 + 9, CAR * 1000 + 1, PERSON * 1000 + 4}

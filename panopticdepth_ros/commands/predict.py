@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
                 if tracker is not None:
                     camera = camera_file_for_image(path)
                     K = _intrinsics(camera, focal, image.shape[:2])
-                    frame = tracker.update(pred.panoptic, pred.segments, pred.depth, K, camera_pose(camera), time)
+                    frame = tracker.update(pred.panoptic, pred.segments, pred.depth, K, camera_pose(camera), time,
+                                           instance=pred.instance)
                     instance = frame.instance
                     tracked += 1
                 write_prediction(out, path.name, pred.semantic, instance, pred.depth,
