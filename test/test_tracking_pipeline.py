@@ -169,3 +169,18 @@ def result_ids(result, store) -> set[int]:
     panoptic = m.deserialize(result.outputs["panoptic"][1], m.IMAGE, store)
     values = np.frombuffer(panoptic.data, "<i4")
     return {int(v) for v in np.unique(values) if v > 0 and v % 1000}
+
+
+def test_detections_deserialize_with_rclpy():
+    """Where ROS 2 is sourced: rclpy's own deserializer reads the bytes into vision_msgs classes."""
+    serialization = pytest.importorskip("rclpy.serialization", reason="needs a sourced ROS 2")
+    vision = pytest.importorskip("vision_msgs.msg", reason="needs vision_msgs")
+    predictor = MovingThings()
+    pipeline = FramePipeline(predictor, PipelineSettings())
+    result = pipeline.process(*_inputs(pipeline.store, 3, 1.0))
+    two = serialization.deserialize_message(result.outputs["detections"][1], vision.Detection2DArray)
+    three = serialization.deserialize_message(result.outputs["detections_3d"][1], vision.Detection3DArray)
+    ids = {str(v) for v in result_ids(result, pipeline.store)}
+    assert {d.id for d in two.detections} == ids and {d.id for d in three.detections} <= ids
+    assert all(d.results[0].hypothesis.class_id in ("11", "13") for d in two.detections)
+    assert two.header.frame_id == FRAME and three.detections[0].bbox.size.x > 0
