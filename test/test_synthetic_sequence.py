@@ -142,3 +142,20 @@ def test_the_bag_tool_keeps_each_objects_id_through_a_drive(tmp_path: Path):
     assert len(ids_of) >= 3, "the drive must show several things"
     assert all(len(ids) == 1 for ids in ids_of.values()), {k: v for k, v in ids_of.items() if len(v) > 1}
     assert len({next(iter(ids)) for ids in ids_of.values()}) == len(ids_of)  # and no two objects share one
+
+
+def test_bag_no_track_flag_reaches_the_track_parameter(monkeypatch, tmp_path: Path):
+    from panopticdepth_ros.bags import offline
+    from panopticdepth_ros.cli import main
+
+    seen = {}
+
+    def fake_run_bag(input_path, output_path, params, **kwargs):
+        seen["track"] = params.track
+        raise offline.BagError("stop here")
+
+    monkeypatch.setattr(offline, "run_bag", fake_run_bag)
+    assert main(["bag", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--no-track", "--quiet"]) == 1
+    assert seen == {"track": False}
+    assert main(["bag", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--quiet"]) == 1
+    assert seen == {"track": True}

@@ -44,7 +44,8 @@ IMAGE_TYPES = (m.IMAGE, m.COMPRESSED_IMAGE)
 #: Encodings that make an Image topic a camera image for auto-detection (labels are mono8/16UC1, depth 32FC1).
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 DIAGNOSTICS_PERIOD_NS = 1_000_000_000
-NO_CAMERA_INFO = ("no camera_info topic in the bag: ~/points, ~/instances and ~/depth/camera_info are not written "
+NO_CAMERA_INFO = ("no camera_info topic in the bag: ~/points, ~/instances, ~/detections_3d and ~/depth/camera_info are "
+                  "not written "
                   "(the 2D outputs are) and ~/depth assumes the model's canonical camera; give the intrinsics with "
                   "--focal PX (a pinhole camera, fx = fy = PX, principal point at the image centre) or with "
                   "--camera-info-topic TOPIC")
