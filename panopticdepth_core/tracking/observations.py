@@ -29,6 +29,14 @@ class FrameThings:
     #                               camera pose was given, else the optical frame); NaN rows without depth
     embeddings: np.ndarray | None  # (N, E) float32 unit mask kernels; None when the frame gave none
     stride: int  # grid step in pixels
+    areas: np.ndarray | None = None  # (N,) grid cells of each mask
+    embedded: np.ndarray | None = None  # (N,) bool: the thing has a (non-zero) embedding
+
+    def __post_init__(self) -> None:
+        if self.areas is None:
+            self.areas = self.masks.reshape(len(self.masks), -1).sum(1)
+        if self.embedded is None and self.embeddings is not None:
+            self.embedded = np.any(self.embeddings != 0, axis=1)
 
     def __len__(self) -> int:
         return int(self.panoptic_ids.size)
@@ -92,7 +100,7 @@ def observe_things(
     scores = np.array([float(getattr(seg_by_id.get(int(i)), "score", 1.0)) for i in panoptic_ids], np.float64)
     embeddings = _embeddings(panoptic_ids, seg_by_id)
     return FrameThings(panoptic_ids, panoptic_ids // LABEL_DIVISOR, scores, masks, index, centers, positions,
-                       embeddings, stride)
+                       embeddings, stride, area)
 
 
 def _positions(depth: np.ndarray, K: np.ndarray, stride: int, flat: np.ndarray, count: int,

@@ -250,33 +250,35 @@ class InstanceTracker:
         another) moves its visible centroid, not the thing: the track then coasts on its prediction instead."""
         dt = now - track.last_time
         center, position = things.centers[d], _position(things, d)
-        area = float(things.masks[d].sum())
+        center_ok, position_ok, track_position_ok = _finite(center), _finite(position), _finite(track.position)
+        area = float(things.areas[d])
         if track.area > 0 and area < self.settings.occluded_ratio * track.area and dt > 0:
             track.mask = _shift(track.mask, np.round(track.velocity * dt))
             track.center = track.center + track.velocity * dt
-            if np.all(np.isfinite(track.position)):
+            if track_position_ok:
                 track.position = track.position + track.velocity3d * dt
-            elif np.all(np.isfinite(position)):
+            elif position_ok:
                 track.position = position
         else:
             first = track.hits == 1  # the first displacement sets the velocity; later ones are smoothed
             if dt > 0:
-                if np.all(np.isfinite(center)):
+                if center_ok:
                     measured = (center - track.center) / dt
                     track.velocity = measured if first else 0.5 * track.velocity + 0.5 * measured
-                if np.all(np.isfinite(position)) and np.all(np.isfinite(track.position)):
+                if position_ok and track_position_ok:
                     measured = (position - track.position) / dt
                     track.velocity3d = measured if first else 0.5 * track.velocity3d + 0.5 * measured
-            if np.all(np.isfinite(center)):
+            if center_ok:
                 track.center, track.mask, track.area = center, things.masks[d], area
-            if np.all(np.isfinite(position)):
+            if position_ok:
                 track.position = position
-        embedding = None if things.embeddings is None else things.embeddings[d]
-        if embedding is not None and np.any(embedding):
+        if things.embeddings is not None and things.embedded[d]:
+            embedding = things.embeddings[d]
             if track.embedding is None:
                 track.embedding = embedding.copy()
             else:
-                mixed = self.settings.embedding_momentum * track.embedding + (1 - self.settings.embedding_momentum) * embedding
+                momentum = self.settings.embedding_momentum
+                mixed = momentum * track.embedding + (1 - momentum) * embedding
                 track.embedding = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
         track.last_time, track.missing, track.hits = now, 0, track.hits + 1
 
@@ -287,10 +289,10 @@ class InstanceTracker:
         except IdsExhausted:
             instance = self._evict_for(category)
         center = things.centers[d]
-        embedding = None if things.embeddings is None or not np.any(things.embeddings[d]) else things.embeddings[d]
+        embedding = None if things.embeddings is None or not things.embedded[d] else things.embeddings[d]
         track = Track(category, instance, things.masks[d], np.nan_to_num(center, nan=-1e6), np.zeros(2),
                       _position(things, d), np.zeros(3), None if embedding is None else embedding.copy(), now,
-                      area=float(things.masks[d].sum()))
+                      area=float(things.areas[d]))
         self.tracks.append(track)
         return track
 
@@ -304,6 +306,11 @@ class InstanceTracker:
         self.tracks.remove(oldest)
         self.ids.retire(category, oldest.instance)
         return self.ids.allocate(category)
+
+
+def _finite(vector: np.ndarray) -> bool:
+    """All entries finite (a few floats: plain Python is faster than a NumPy reduction here)."""
+    return all(map(math.isfinite, vector.tolist()))
 
 
 def _position(things: FrameThings, d: int) -> np.ndarray:
