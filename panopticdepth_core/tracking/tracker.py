@@ -139,7 +139,8 @@ class InstanceTracker:
         ``segments``: the frame's segments (scores, ``embedding`` = mask kernels) and ``depth`` (H, W) metres with
         ``K`` (3, 3): the appearance and 3D cues; ``camera_to_world`` (4, 4): the camera pose, when known;
         ``time``: seconds (e.g. the header stamp; None: one unit per frame). Time going back resets the tracker.
-        ``instance``: the frame's instance map, only to be relabelled alongside (else built from ``panoptic``).
+        ``instance``: the frame's instance map (non-zero exactly on thing pixels, as the predictor returns it):
+        only those pixels are then relabelled, which is cheaper at camera resolutions; the returned maps are the same.
         """
         st = self.settings
         reset = False
