@@ -181,6 +181,10 @@ class FramePipeline:
         self.tracker = InstanceTracker(tracker)
         self._tracked_camera: tuple | None = None  # (K, image size) the tracks were made with
         self._tracking = False  # whether the previous frame was tracked (turning tracking on starts afresh)
+        #: header -> (4, 4) pose of the image's optical frame in a fixed frame (odom, map), or None: lets the
+        #: tracker compare positions in that frame, so the camera's own motion does not move still things. The bag
+        #: tool sets it from the bag's /tf; without it positions are in the optical frame.
+        self.camera_poses: Callable[[Any], np.ndarray | None] | None = None
 
     # ----------------------------------------------------------------------------------------------- inputs
     def decode_image(self, image) -> tuple[Any, np.ndarray]:
@@ -385,7 +389,8 @@ class FramePipeline:
             why = "the camera changed (camera_info or image size)"
         self._tracking, self._tracked_camera = True, camera
         stamp = stamp_seconds(header) if header is not None else None
-        tracked = self.tracker.update(panoptic, segments, depth, K, time=stamp, instance=instance)
+        pose = self.camera_poses(header) if self.camera_poses is not None and header is not None else None
+        tracked = self.tracker.update(panoptic, segments, depth, K, pose, time=stamp, instance=instance)
         if tracked.reset and why is None:
             why = "time went back (a bag played again, or a clock reset)"
         if why is not None:

@@ -159,3 +159,34 @@ def test_bag_no_track_flag_reaches_the_track_parameter(monkeypatch, tmp_path: Pa
     assert seen == {"track": False}
     assert main(["bag", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--quiet"]) == 1
     assert seen == {"track": True}
+
+
+def test_the_bag_tool_tracks_in_the_tf_world_frame(tmp_path: Path):
+    """With the drive's /tf (odom -> base_link), positions are compared in odom: a parked car keeps one position
+    while the camera drives past it, and the pose the tracker gets is the camera's recorded pose."""
+    from panopticdepth_core.data.synthetic_sequence import camera_to_world
+    from panopticdepth_ros.bags.io import open_reader
+    from panopticdepth_ros.bags.offline import camera_pose_lookup
+
+    size, frames_count = (64, 128), 6
+    bag = write_synthetic_bag(tmp_path / "drive", frames_count, size=size, seed=0, sequence=0, with_lidar=False,
+                              focal=80.0)
+    reader = open_reader(bag)
+    try:
+        lookup, note = camera_pose_lookup(reader, m.get_store())
+    finally:
+        reader.close()
+    assert lookup is not None and "root frame" in note
+    store = m.get_store()
+    for i in (0, 5):
+        frame = synthetic_frame(i, size, 0, focal=80.0, sequence=0)
+        header = m.make_header(store, *m.split_stamp(frame.stamp_ns), "camera_optical_frame")
+        pose = lookup(header)
+        truth = camera_to_world(frame.sample.meta["extrinsic"])  # the camera in the drive's street frame
+        first = camera_to_world(synthetic_frame(0, size, 0, focal=80.0, sequence=0).sample.meta["extrinsic"])
+        # odom is the street frame up to where base_link starts: compare the motion since frame 0
+        np.testing.assert_allclose(np.linalg.inv(lookup(m.make_header(store, *m.split_stamp(
+            synthetic_frame(0, size, 0, focal=80.0, sequence=0).stamp_ns), "camera_optical_frame"))) @ pose,
+            np.linalg.inv(first) @ truth, atol=1e-6)
+    unknown = m.make_header(store, 0, 0, "some_other_frame")
+    assert lookup(unknown) is None

@@ -186,3 +186,34 @@ def test_relabel_with_the_instance_map_equals_the_full_lookup():
     fast = relabel(panoptic, ids, instance)
     assert np.array_equal(full[0], fast[0]) and np.array_equal(full[1], fast[1])
     assert set(np.unique(fast[0]).tolist()) == {-1, 0, 10000, CAR * 1000 + 9, CAR * 1000 + 1, PERSON * 1000 + 4}
+
+
+def test_camera_poses_keep_a_still_thing_while_the_camera_moves():
+    """The camera slides 2.5 m sideways per frame past a parked car 10 m ahead: in the image the car jumps 20
+    pixels a frame (no overlap), in the world it stays put, which the poses let the tracker see."""
+    rng = np.random.default_rng(0)
+
+    def run(with_poses: bool):
+        tracker = InstanceTracker()
+        ids = []
+        for t in range(4):
+            x0 = 70 - 20 * t  # the camera moves right (+x optical), so the car moves left in the image
+            panoptic, depth, segments, keys = frame([("car", CAR, x0, 20, x0 + 8, 28, 10.0)], rng)
+            pose = np.eye(4)
+            pose[0, 3] = 2.5 * t
+            result = tracker.update(panoptic, segments, depth, K, pose if with_poses else None, time=float(t))
+            ids.append(result.ids[keys["car"]])
+        return ids
+
+    assert len(set(run(with_poses=True))) == 1
+    assert len(set(run(with_poses=False))) > 1  # the same frames without poses: the jump breaks the track
+
+
+def test_a_frame_without_a_pose_in_a_posed_stream_drops_only_the_3d_cue():
+    tracker = InstanceTracker()
+    rng = np.random.default_rng(1)
+    pose = np.eye(4)
+    for t, with_pose in enumerate([True, True, False, True]):
+        panoptic, depth, segments, keys = frame([("car", CAR, 10 + 2 * t, 20, 26 + 2 * t, 32, 10.0)], rng)
+        result = tracker.update(panoptic, segments, depth, K, pose if with_pose else None, time=float(t))
+        assert result.ids[keys["car"]] == CAR * 1000 + 1

@@ -122,6 +122,7 @@ class InstanceTracker:
         self.last_time: float | None = None
         self.frames = 0
         self._grid_shape: tuple[int, int] | None = None
+        self._posed: bool | None = None  # whether positions are in a world frame (camera poses given)
 
     # ------------------------------------------------------------------------------------------------ update
     def update(
@@ -137,7 +138,8 @@ class InstanceTracker:
         """Track one frame: ``panoptic`` (H, W) ``class * 1000 + instance`` as the frame numbered its things.
 
         ``segments``: the frame's segments (scores, ``embedding`` = mask kernels) and ``depth`` (H, W) metres with
-        ``K`` (3, 3): the appearance and 3D cues; ``camera_to_world`` (4, 4): the camera pose, when known;
+        ``K`` (3, 3): the appearance and 3D cues; ``camera_to_world`` (4, 4): the camera pose, when known (a
+        frame without one, in a stream that has them, or the other way round, goes without the 3D cue);
         ``time``: seconds (e.g. the header stamp; None: one unit per frame). Time going back resets the tracker.
         ``instance``: the frame's instance map (non-zero exactly on thing pixels, as the predictor returns it):
         only those pixels are then relabelled, which is cheaper at camera resolutions; the returned maps are the same.
@@ -148,6 +150,11 @@ class InstanceTracker:
         if self.last_time is not None and now < self.last_time:
             self.reset()
             reset = True
+        posed = camera_to_world is not None
+        if self._posed is None:
+            self._posed = posed
+        if posed != self._posed:  # positions would be in another frame than the tracks': leave the 3D cue out
+            depth = camera_to_world = None
         things = observe_things(panoptic, segments, depth, K, camera_to_world, st.grid_size)
         grid_shape = things.masks.shape[1:]
         if self._grid_shape is not None and grid_shape != self._grid_shape and self.tracks:
