@@ -365,13 +365,14 @@ def relabel(panoptic: np.ndarray, ids: dict[int, int], instance: np.ndarray | No
     instance_table = np.where(thing, table % LABEL_DIVISOR, 0).astype(np.int32)
     table = table.astype(np.int32)
     if instance is not None:
-        flat = panoptic.reshape(-1)
-        where = np.flatnonzero(np.asarray(instance).reshape(-1))  # (T,) thing pixels
-        values = flat[where] + offset if offset else flat[where]
+        things = np.asarray(instance) != 0  # (H, W) thing pixels
+        values = panoptic[things]  # (T,)
+        if offset:
+            values = values + offset
         out = panoptic.astype(np.int32, copy=True)
         out_instance = np.zeros(panoptic.shape, dtype=np.int32)
-        out.reshape(-1)[where] = table[values]
-        out_instance.reshape(-1)[where] = instance_table[values]
+        out[things] = table[values]
+        out_instance[things] = instance_table[values]
         return out, out_instance
     index = panoptic + offset if offset else panoptic  # (H, W) positions in the tables
     return np.take(table, index), np.take(instance_table, index)
