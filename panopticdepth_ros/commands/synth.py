@@ -69,7 +69,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", default=30, type=positive_int, metavar="F",
                         help="frames per drive with --sequences (default 30)")
     parser.add_argument("--fps", default=10.0, type=_positive_rate, metavar="HZ",
-                        help="frame rate of a drive, and of the bag's stamps (default 10)")
+                        help="frame rate of a drive with --sequences: its frame times and, with --bag, its stamps "
+                             "(default 10)")
     parser.add_argument("--size", default=(256, 512), type=parse_size, metavar="HxW",
                         help="image size in pixels, height x width (default 256x512)")
     parser.add_argument("--seed", default=0, type=non_negative_int,
