@@ -190,3 +190,14 @@ def test_the_bag_tool_tracks_in_the_tf_world_frame(tmp_path: Path):
             np.linalg.inv(first) @ truth, atol=1e-6)
     unknown = m.make_header(store, 0, 0, "some_other_frame")
     assert lookup(unknown) is None
+
+
+def test_synth_command_sequences_flags(tmp_path: Path, capsys):
+    from panopticdepth_ros.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "a"), "--sequences", "1", "--frames", "2", "--size", "24x48",
+                 "--quiet"]) == 0
+    assert len(list((tmp_path / "a" / "train").glob("000000_00000?_synth_000000_00000?_leftImg8bit.png"))) == 2
+    assert main(["synth", "--out", str(tmp_path / "b"), "--size", "24x48", "--quiet"]) == 2
+    assert main(["synth", "--out", str(tmp_path / "b"), "--num", "1", "--sequences", "1", "--quiet"]) == 2
+    assert "either --num" in capsys.readouterr().err
