@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..data.classes import LABEL_DIVISOR
 from .ids import MAX_INSTANCE_ID, IdAllocator, IdsExhausted
@@ -243,6 +242,8 @@ class InstanceTracker:
         return cost + st.missing_penalty * missing, feasible
 
     def _associate(self, things: FrameThings, now: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+        from scipy.optimize import linear_sum_assignment  # here: importing scipy.optimize costs the node's start-up
+
         cost, feasible = self.cost_matrix(things, now)
         matches: list[tuple[int, int]] = []
         if feasible.any():
