@@ -24,8 +24,10 @@ CONFIG = REPO / "config/synthetic/PanopticDepth-R18-synthetic-ci.yaml"
 # The bar is DPQ >= 30 (%, as the evaluator reports PQ-type metrics) and AbsRel <= 0.25; raised here.
 # Measured with this config (2700 steps, 100 held-out scenes): 2 threads 425 s, PQ 67.3, DPQ 51.9, AbsRel 0.176;
 # 1 thread (other float order) PQ 67.7, DPQ 53.0, AbsRel 0.172; SEED 1: PQ 69.4, DPQ 54.5, AbsRel 0.171.
-# The floors keep ~2.5x that spread below the worst run; an untrained network scores DPQ ~0, AbsRel ~1.
-MIN_DPQ = 45.0
+# Since the stuff depth kernels are also trained the way inference builds them (docs/training.md), 1 thread:
+# PQ 64.5, DPQ 49.7, AbsRel 0.185 (the extra loss term shares the step with the others in this short run).
+# The floors keep ~2.5x the spread above below the worst run; an untrained network scores DPQ ~0, AbsRel ~1.
+MIN_DPQ = 43.0
 MAX_ABS_REL = 0.21
 
 
