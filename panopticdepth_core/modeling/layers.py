@@ -175,11 +175,22 @@ def append_coords(feat: Tensor) -> Tensor:
     that varies along H first (its ``grid_x``), then the one that varies along W.
     """
     batch, _, height, width = feat.shape
-    rows = torch.linspace(-1.0, 1.0, height, device=feat.device, dtype=feat.dtype)
-    cols = torch.linspace(-1.0, 1.0, width, device=feat.device, dtype=feat.dtype)
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        rows, cols = _traceable_linspace(feat, 2), _traceable_linspace(feat, 3)
+    else:
+        rows = torch.linspace(-1.0, 1.0, height, device=feat.device, dtype=feat.dtype)
+        cols = torch.linspace(-1.0, 1.0, width, device=feat.device, dtype=feat.dtype)
     grid_rows, grid_cols = torch.meshgrid(rows, cols, indexing="ij")  # (H, W) each
     coords = torch.stack([grid_rows, grid_cols]).unsqueeze(0).expand(batch, -1, -1, -1)  # (B, 2, H, W)
     return torch.cat([feat, coords], dim=1)
+
+
+def _traceable_linspace(feat: Tensor, dim: int) -> Tensor:
+    """``linspace(-1, 1, feat.shape[dim])`` from tensor ops only, so an ONNX export keeps the size dynamic (and
+    float32: the exporter's linspace gives doubles). Equal to linspace up to float rounding (~1e-7)."""
+    plane = feat.select(0, 0).select(0, 0)  # (H, W)
+    index = torch.ones_like(plane.select(1 if dim == 2 else 0, 0)).cumsum(0) - 1  # (size along dim,) 0, 1, ..
+    return index / index[-1:].clamp(min=1) * 2 - 1
 
 
 def c2_msra_fill(module: nn.Module) -> None:
