@@ -32,13 +32,12 @@ VARIANTS = ("torchvision", "standard", "standard+cl", "standard+fused", "bf16")
 
 
 def build(config: str, weights: str, seed: int):
-    from panopticdepth_core.checkpoint.io import load_model_weights
-    from panopticdepth_core.config import load_config
-    from panopticdepth_core.modeling.build import build_model
+    """The model: ``weights`` if given, else seeded random weights with calibrated batch norms (seeded_model.py)."""
+    from seeded_model import calibrated_model
 
-    cfg = load_config(config, [])
-    torch.manual_seed(seed)
-    model = build_model(cfg, load_pretrained=False).eval()
+    from panopticdepth_core.checkpoint.io import load_model_weights
+
+    cfg, model = calibrated_model(config, seed)
     if weights:
         load_model_weights(model, weights)
     return cfg, model
@@ -74,7 +73,7 @@ def run(cfg, model, variant: str, image: torch.Tensor):
         t2 = time.perf_counter()
         results = postprocess(head, model.project_thing, model.project_stuff, sizes, sizes, cfg)
         t3 = time.perf_counter()
-    return t1 - t0, t3 - t2, results[0]
+    return t1 - t0, t3 - t2, results[0], head
 
 
 def _float(head):
@@ -86,6 +85,17 @@ def _float(head):
         return [x.float().contiguous() for x in t] if isinstance(t, list) else t.float().contiguous()
 
     return HeadOutputs(**{k: conv(getattr(head, k)) for k in head.__dataclass_fields__})
+
+
+def head_difference(reference, head) -> str:
+    """Largest difference over every head output, relative to that output's largest magnitude."""
+    worst = 0.0
+    for name in reference.__dataclass_fields__:
+        a, b = getattr(reference, name), getattr(head, name)
+        for x, y in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+            if x is not None:
+                worst = max(worst, ((x - y).abs().max() / x.abs().max().clamp(min=1e-6)).item())
+    return f"heads max rel diff {worst:.1e}"
 
 
 def compare(reference, result) -> str:
@@ -115,25 +125,25 @@ def main() -> int:
     generator = torch.Generator().manual_seed(args.seed)
     image = (torch.rand(3, height, width, generator=generator) * 255).to(torch.uint8)
     models = {v: prepare(model, v) for v in args.variants}
-    print(f"# {args.config} at {height}x{width}; weights {args.weights or f'random (seed {args.seed})'}; "
+    print(f"# {args.config} at {height}x{width}; weights {args.weights or f'random (seed {args.seed}, calibrated)'}; "
           f"torch {torch.__version__}; threads {torch.get_num_threads()}; {args.iters} interleaved iterations "
           "(+1 warm-up), medians")
     times = {v: ([], []) for v in args.variants}
     results = {}
     for i in range(args.iters + 1):
         for v in args.variants:
-            net, post, result = run(cfg, models[v], v, image)
+            net, post, result, head = run(cfg, models[v], v, image)
             if i > 0:
                 times[v][0].append(net)
                 times[v][1].append(post)
-            results[v] = result
+            results[v] = result, head
     first = args.variants[0]
     base = statistics.median(times[first][0])
     for v in args.variants:
         net = statistics.median(times[v][0])
         print(f"{v:16} forward {net:7.2f} s ({net / base:4.2f}x {first})  post-processing "
               f"{statistics.median(times[v][1]):6.3f} s  runs {np.round(times[v][0], 2).tolist()}  "
-              f"{compare(results[first], results[v])}")
+              f"{compare(results[first][0], results[v][0])}, {head_difference(results[first][1], results[v][1])}")
     if args.profile:
         for v in args.variants[:2]:
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
