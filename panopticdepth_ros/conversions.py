@@ -179,11 +179,16 @@ def _matrix(values, count: int, name: str) -> np.ndarray:
     return array
 
 
+# Smallest focal length taken as a camera's (pixels): far below any lens (fx 0.001 px is a 179.99 deg view of a
+# 100 px image), but large enough that rays stay finite in float32.
+MIN_FOCAL_PX = 1e-3
+
+
 def camera_geometry(msg) -> CameraGeometry:
     """Validate a sensor_msgs/CameraInfo and return K, P for the image it describes (after binning and ROI).
 
-    Rejected (FrameError, code ``camera_info``): K or P with NaN/Inf, fx or fy <= 0 (an uncalibrated camera
-    publishes zeros). An all-zero P is replaced by [K | 0]. Binning and ROI follow REP 104: K and P describe the
+    Rejected (FrameError, code ``camera_info``): K or P with NaN/Inf, fx or fy below MIN_FOCAL_PX (an uncalibrated
+    camera publishes zeros; a denormal one would overflow the rays). An all-zero P is replaced by [K | 0]. Binning and ROI follow REP 104: K and P describe the
     full-resolution sensor; the published image is its ROI, binned.
     """
     try:
@@ -201,15 +206,18 @@ def _camera_geometry(msg) -> CameraGeometry:
         if not np.all(np.isfinite(array)):
             raise FrameError(f"camera_info.{name}: contains NaN or Inf ({array.reshape(-1).tolist()})", "camera_info")
     fx, fy = k[0, 0], k[1, 1]
-    if not (fx > 0 and fy > 0):
+    if not (fx >= MIN_FOCAL_PX and fy >= MIN_FOCAL_PX):
         raise FrameError(
-            f"camera_info.k: fx={fx:g}, fy={fy:g}; expected fx, fy > 0 (is the camera calibrated?)", "camera_info"
+            f"camera_info.k: fx={fx:g}, fy={fy:g}; expected fx, fy >= {MIN_FOCAL_PX:g} px (is the camera calibrated?)",
+            "camera_info",
         )
     if not np.any(p[:, :3]):
         p = np.concatenate([k, np.zeros((3, 1))], axis=1)
-    elif not (p[0, 0] > 0 and p[1, 1] > 0):
-        raise FrameError(f"camera_info.p: fx'={p[0, 0]:g}, fy'={p[1, 1]:g}; expected > 0 or an all-zero P",
-                         "camera_info")
+    elif not (p[0, 0] >= MIN_FOCAL_PX and p[1, 1] >= MIN_FOCAL_PX):
+        raise FrameError(
+            f"camera_info.p: fx'={p[0, 0]:g}, fy'={p[1, 1]:g}; expected >= {MIN_FOCAL_PX:g} px or an all-zero P",
+            "camera_info",
+        )
     width = _int_field(msg.width, "camera_info.width", "camera_info")
     height = _int_field(msg.height, "camera_info.height", "camera_info")
     binning_x = max(1, _int_field(msg.binning_x, "camera_info.binning_x", "camera_info"))

@@ -190,6 +190,7 @@ def test_camera_info_binning_and_roi() -> None:
         ({"k": [500.0, 0, float("nan"), 0, 510.0, 239.5, 0, 0, 1.0]}, "NaN"),
         ({"p": [float("inf")] + [0.0] * 11}, "NaN or Inf"),
         ({"k": [-500.0, 0, 319.5, 0, 510.0, 239.5, 0, 0, 1.0]}, "fx=-500"),
+        ({"k": [500.0, 0, 319.5, 0, 1e-300, 239.5, 0, 0, 1.0]}, "fy=1e-300"),  # denormal: rays would overflow
         ({"k": [1.0, 2.0]}, "9 numbers"),
         ({"p": [-1.0] + [0.0] * 11}, "camera_info.p"),
         ({"width": -3.5}, "width"),
