@@ -147,6 +147,9 @@ class OnnxNetwork:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # onnxruntime's idle threads spin after each run by default, taking the cores the (torch) post-processing
+        # and the rest of the frame need right then.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers = choose_providers(providers)
         self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
         self.names = output_names(self.levels, self.depth_on)
