@@ -52,6 +52,15 @@ def deform_implementation(name: str) -> Iterator[None]:
         _implementation = previous
 
 
+def use_standard_form(x: Tensor) -> bool:
+    """Whether inference on ``x`` runs this module's form: when exporting, and on every device but CUDA, where
+    torchvision's GPU kernel does not have the CPU kernel's one-core problem and the banded loop here would launch
+    thousands of small kernels per layer (not measured on a GPU yet: no GPU was available)."""
+    if _implementation != "standard":
+        return False
+    return _exporting() or x.device.type != "cuda"
+
+
 def full_precision(device_type: str) -> contextlib.AbstractContextManager:
     """Autocast off (the sampling weights and positions need float32), and no autocast op at all when it is off."""
     if torch.is_autocast_enabled(device_type):

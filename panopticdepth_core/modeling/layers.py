@@ -95,9 +95,9 @@ class ModulatedDeformConv2d(nn.Module):
     interleaved per kernel tap, the last ``k * k`` the mask logits (this is the released code's layout, and
     torchvision's ``deform_conv2d`` expects the same offset order).
 
-    Training runs torchvision's kernel; inference (``eval()``) and ONNX export the standard-operator form of
-    ``deform.py``, which gives the same outputs (to float rounding) several times faster on the CPU and exports
-    with ordinary ONNX ops.
+    Training runs torchvision's kernel; inference (``eval()``) on the CPU and ONNX export the standard-operator
+    form of ``deform.py``, which gives the same outputs (to float rounding) several times faster on the CPU and
+    exports with ordinary ONNX ops. CUDA inference keeps torchvision's GPU kernel (see ``use_standard_form``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
@@ -122,7 +122,7 @@ class ModulatedDeformConv2d(nn.Module):
         mask = offset_mask[:, 2 * taps:].sigmoid()
         # torchvision has no reduced-precision CPU kernel (and casts to float32 under CUDA autocast anyway):
         # run the deformable conv in float32 and hand back the input's dtype.
-        if not self.training and deform.implementation() == "standard":
+        if not self.training and deform.use_standard_form(x):
             with deform.full_precision(x.device.type):
                 out = deform.modulated_deform_conv2d(
                     x.float(), offset.float(), mask.float(), self.weight.float(),
