@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 #: Stages timed per frame (seconds in FrameResult.timings, milliseconds in the diagnostics).
-STAGES: tuple[str, ...] = ("decode", "preprocess", "model", "postprocess", "cloud", "messages")
+STAGES: tuple[str, ...] = ("decode", "preprocess", "model", "postprocess", "track", "cloud", "messages")
 #: diagnostic_msgs/DiagnosticStatus levels used here.
 OK, WARN = 0, 1
 #: Drop codes that are expected behaviour, not a problem: they do not turn the diagnostics to WARN.
@@ -39,6 +39,7 @@ class PipelineStats:
         self.partial: Counter[str] = Counter()
         self.last_partial_reason = ""
         self.depth_scale = ""  # where the last depth's metric scale came from (camera, or an assumption)
+        self.tracking_resets = 0  # times the tracker started over (camera changed, time went back)
         self._reported_problems = 0
         self._reported_partial = 0
 
@@ -96,6 +97,7 @@ class PipelineStats:
         if self.depth_scale:
             values["depth scale"] = self.depth_scale
         values["frames idle (no subscribers)"] = self.idle_frames
+        values["tracking restarts"] = self.tracking_resets
         return values
 
     def level_and_message(self) -> tuple[int, str]:

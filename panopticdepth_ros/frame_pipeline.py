@@ -17,8 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from panopticdepth_core.data.classes import CITYSCAPES_CLASSES, ClassInfo
+from panopticdepth_core.inference.boxes2d import instance_boxes_2d
 from panopticdepth_core.inference.pointcloud import ID_TYPES, depth_to_cloud, instance_boxes, scale_intrinsics
 from panopticdepth_core.inference.visualize import colorize_panoptic, overlay
+from panopticdepth_core.tracking.tracker import InstanceTracker, TrackerSettings
 
 from . import messages as m
 from .conversions import (
@@ -44,12 +46,14 @@ OUTPUT_TYPES: dict[str, str] = {
     "points": m.POINT_CLOUD2,
     "overlay": m.IMAGE,
     "instances": m.MARKER_ARRAY,
+    "detections": m.DETECTION_2D_ARRAY,
+    "detections_3d": m.DETECTION_3D_ARRAY,
 }
 OUTPUTS: tuple[str, ...] = tuple(OUTPUT_TYPES)
 #: Outputs that need camera intrinsics (off without a usable camera_info).
-OUTPUTS_NEEDING_INTRINSICS = frozenset({"depth/camera_info", "points", "instances"})
+OUTPUTS_NEEDING_INTRINSICS = frozenset({"depth/camera_info", "points", "instances", "detections_3d"})
 #: Outputs that need a depth head.
-OUTPUTS_NEEDING_DEPTH = frozenset({"depth", "depth/camera_info", "points", "instances"})
+OUTPUTS_NEEDING_DEPTH = frozenset({"depth", "depth/camera_info", "points", "instances", "detections_3d"})
 #: Diagnostics codes of frames published without intrinsics (counted as partial, not dropped).
 NO_CAMERA_INFO, BAD_CAMERA_INFO = "no_camera_info", "camera_info"
 CLOUD_COLORS = ("overlay", "image", "panoptic")
@@ -96,6 +100,7 @@ class PipelineSettings:
     diagnostics_name: str = "panopticdepth_node: pipeline"
     hardware_id: str = ""
     stats_window: int = 100  # frames in the latency / rate / stage-time windows
+    track: bool = True  # persistent instance ids across frames (panopticdepth_core.tracking); False: per frame
 
     def __post_init__(self) -> None:
         checks = [
@@ -158,7 +163,8 @@ class FramePipeline:
     """
 
     def __init__(self, predictor: PredictorLike, settings: PipelineSettings | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, tracker: TrackerSettings | None = None) -> None:
+        """``tracker``: tracker settings; None: the predictor's model config (TRACKER.*), else the defaults."""
         self.predictor = predictor
         self.settings = settings or PipelineSettings()
         self.store = m.get_store(self.settings.distro)
@@ -169,6 +175,16 @@ class FramePipeline:
         self._cloud_buffer = np.empty(0, dtype=ID_TYPES["uint32"])  # reused across frames: no fresh pages per cloud
         self.rectifier = Rectifier()  # maps cached per camera_info; OpenCV imported only when one is needed
         self._said: set[str] = set()  # warnings given once per pipeline
+        if tracker is None:
+            cfg = getattr(predictor, "cfg", None)
+            tracker = TrackerSettings.from_config(cfg) if cfg is not None and "TRACKER" in cfg else TrackerSettings()
+        self.tracker = InstanceTracker(tracker)
+        self._tracked_camera: tuple | None = None  # (K, image size) the tracks were made with
+        self._tracking = False  # whether the previous frame was tracked (turning tracking on starts afresh)
+        #: header -> (4, 4) pose of the image's optical frame in a fixed frame (odom, map), or None: lets the
+        #: tracker compare positions in that frame, so the camera's own motion does not move still things. The bag
+        #: tool sets it from the bag's /tf; without it positions are in the optical frame.
+        self.camera_poses: Callable[[Any], np.ndarray | None] | None = None
 
     # ----------------------------------------------------------------------------------------------- inputs
     def decode_image(self, image) -> tuple[Any, np.ndarray]:
@@ -289,6 +305,13 @@ class FramePipeline:
         K = None
         if camera.K is not None:
             K = camera.K if out_size == rgb.shape[:2] else scale_intrinsics(camera.K, rgb.shape[:2], out_size)
+        segments = list(getattr(prediction, "segments", None) or ())
+        if settings.track:
+            panoptic, instance, segments = self._track(panoptic, instance, segments, depth, K, msg.header, result)
+        elif self._tracking:
+            self._tracking = False
+        now = time.perf_counter()
+        timings["track"], tick = now - tick, now
         scaling = getattr(prediction, "depth_scaling", None)
         if depth is not None and scaling is not None:
             self.stats.depth_scale = describe_depth_scaling(scaling)
@@ -305,6 +328,7 @@ class FramePipeline:
         tick = now
 
         cloud = boxes = None
+        scores = {int(s.id): float(s.score) for s in segments}
         if "points" in wanted:
             cloud_rgb = {"overlay": overlay_rgb, "image": image_rgb, "panoptic": colors}[settings.cloud_color]
             stride = settings.cloud_stride
@@ -318,7 +342,7 @@ class FramePipeline:
             cloud = depth_to_cloud(depth, K, cloud_rgb, semantic, instance, stride, settings.cloud_max_depth,
                                    settings.cloud_organized, settings.cloud_exclude_labels, out=self._cloud_buffer,
                                    id_type=settings.cloud_id_type)
-        if "instances" in wanted:
+        if wanted & {"instances", "detections_3d"}:
             boxes = instance_boxes(depth, K, panoptic, settings.marker_stride, settings.cloud_max_depth)
         now = time.perf_counter()
         timings["cloud"], tick = now - tick, now
@@ -343,10 +367,39 @@ class FramePipeline:
         if "instances" in wanted:
             built["instances"] = m.instance_markers(store, header, boxes, self.class_names, self.class_colors,
                                                     settings.marker_lifetime_s)
+        if "detections" in wanted:
+            built["detections"] = m.detection2d_array(store, header, instance_boxes_2d(panoptic), scores)
+        if "detections_3d" in wanted:
+            built["detections_3d"] = m.detection3d_array(store, header, boxes, scores)
         for suffix, message in built.items():
             typename = OUTPUT_TYPES[suffix]
             result.outputs[suffix] = (typename, m.serialize(message, typename, store))
         timings["messages"] = time.perf_counter() - tick
+
+    # --------------------------------------------------------------------------------------------- tracking
+    def _track(self, panoptic: np.ndarray, instance: np.ndarray, segments: list, depth, K, header,
+               result: FrameResult):
+        """(panoptic, instance, segments) with tracked ids. Starts afresh (saying why) when tracking was just
+        turned on, the camera changed (another K or image size) or time went back (a bag played again)."""
+        camera = (None if K is None else tuple(np.round(np.asarray(K, dtype=np.float64).reshape(-1), 6)),
+                  panoptic.shape)
+        why = None
+        if not self._tracking:
+            self.tracker.reset()
+        elif self._tracked_camera is not None and camera != self._tracked_camera and (
+                camera[0] is not None and self._tracked_camera[0] is not None or camera[1] != self._tracked_camera[1]):
+            self.tracker.reset()
+            why = "the camera changed (camera_info or image size)"
+        self._tracking, self._tracked_camera = True, camera
+        stamp = stamp_seconds(header) if header is not None else None
+        pose = self.camera_poses(header) if self.camera_poses is not None and header is not None else None
+        tracked = self.tracker.update(panoptic, segments, depth, K, pose, time=stamp, instance=instance)
+        if tracked.reset and why is None:
+            why = "time went back (a bag played again, or a clock reset)"
+        if why is not None:
+            result.warnings.append(f"tracking restarted: {why}; instance ids start over")
+            self.stats.tracking_resets += 1
+        return tracked.panoptic, tracked.instance, tracked.segments
 
     # ----------------------------------------------------------------------------------------------- camera
     def _camera(self, camera_info, rgb: np.ndarray, wanted: set[str], result: FrameResult

@@ -40,11 +40,31 @@ vision_msgs/VisionClass[] class_map
 float32 threshold
 """
 
+# Detections (vision_msgs 4.x: Humble's 4.1 and Jazzy's 4.1 declare these fields alike; Foxy's 3.x had no
+# ObjectHypothesis and a different Detection2D). Field declarations only, in dependency order.
+VISION_DETECTION_MSGS = {
+    "vision_msgs/msg/Point2D": "float64 x\nfloat64 y\n",
+    "vision_msgs/msg/Pose2D": "vision_msgs/Point2D position\nfloat64 theta\n",
+    "vision_msgs/msg/BoundingBox2D": "vision_msgs/Pose2D center\nfloat64 size_x\nfloat64 size_y\n",
+    "vision_msgs/msg/BoundingBox3D": "geometry_msgs/Pose center\ngeometry_msgs/Vector3 size\n",
+    "vision_msgs/msg/ObjectHypothesis": "string class_id\nfloat64 score\n",
+    "vision_msgs/msg/ObjectHypothesisWithPose": ("vision_msgs/ObjectHypothesis hypothesis\n"
+                                                 "geometry_msgs/PoseWithCovariance pose\n"),
+    "vision_msgs/msg/Detection2D": ("std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n"
+                                    "vision_msgs/BoundingBox2D bbox\nstring id\n"),
+    "vision_msgs/msg/Detection2DArray": "std_msgs/Header header\nvision_msgs/Detection2D[] detections\n",
+    "vision_msgs/msg/Detection3D": ("std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n"
+                                    "vision_msgs/BoundingBox3D bbox\nstring id\n"),
+    "vision_msgs/msg/Detection3DArray": "std_msgs/Header header\nvision_msgs/Detection3D[] detections\n",
+}
+
 IMAGE = "sensor_msgs/msg/Image"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 LABEL_INFO = "vision_msgs/msg/LabelInfo"
+DETECTION_2D_ARRAY = "vision_msgs/msg/Detection2DArray"
+DETECTION_3D_ARRAY = "vision_msgs/msg/Detection3DArray"
 MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
 DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 
@@ -61,7 +81,8 @@ _POINT_FIELD_DTYPES = {code: dtype for dtype, code in _POINT_FIELD_TYPES.items()
 
 @cache
 def get_store(distro: str = "humble"):
-    """The rosbags type store of ``distro`` ("humble" or "jazzy") with vision_msgs LabelInfo registered."""
+    """The rosbags type store of ``distro`` ("humble" or "jazzy") with vision_msgs LabelInfo and the detection
+    arrays registered."""
     if distro not in DISTROS:
         raise ValueError(f"ROS distro must be one of {sorted(DISTROS)}, got {distro!r}")
     store = get_typestore(DISTROS[distro])
@@ -70,6 +91,9 @@ def get_store(distro: str = "humble"):
         types.update(get_types_from_msg(VISION_CLASS_MSG, "vision_msgs/msg/VisionClass"))
         types.update(get_types_from_msg(LABEL_INFO_MSG, LABEL_INFO))
         store.register(types)
+    for name, text in VISION_DETECTION_MSGS.items():  # one at a time: each may refer to the ones before
+        if name not in store.types:
+            store.register(get_types_from_msg(text, name))
     return store
 
 
@@ -368,6 +392,57 @@ def instance_markers(
                                marker_type.ADD, top, (0.0, 0.0, text_height), (1.0, 1.0, 1.0, 1.0), lifetime_s,
                                f"{name} {box.distance:.1f} m"))
     return store.types[MARKER_ARRAY](markers=markers)
+
+
+def _hypothesis(store, class_id: int, score: float, position=(0.0, 0.0, 0.0)):
+    """ObjectHypothesisWithPose: class id as text (vision_msgs 4.x; the ~/label_info id), score, a pose at
+    ``position`` with zero covariance (no uncertainty is estimated)."""
+    types = store.types
+    pose = types["geometry_msgs/msg/Pose"](
+        position=types["geometry_msgs/msg/Point"](x=float(position[0]), y=float(position[1]), z=float(position[2])),
+        orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0))
+    return types["vision_msgs/msg/ObjectHypothesisWithPose"](
+        hypothesis=types["vision_msgs/msg/ObjectHypothesis"](class_id=str(int(class_id)), score=float(score)),
+        pose=types["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36, np.float64)))
+
+
+def detection2d_array(store, header, boxes: Iterable, scores: Mapping[int, float]):
+    """~/detections (vision_msgs/Detection2DArray): per thing its 2D box (pixels; centre with pixel centres at
+    integer coordinates), ``results`` = [class id, score], ``id`` = its panoptic id (class * 1000 + tracked
+    instance, the ~/panoptic value and marker id; the last three digits are the ~/instance value)."""
+    types = store.types
+    point2d, pose2d = types["vision_msgs/msg/Point2D"], types["vision_msgs/msg/Pose2D"]
+    detections = []
+    for box in boxes:
+        (cx, cy), (sx, sy) = box.center, box.size
+        bbox = types["vision_msgs/msg/BoundingBox2D"](center=pose2d(position=point2d(x=float(cx), y=float(cy)),
+                                                                    theta=0.0), size_x=float(sx), size_y=float(sy))
+        detections.append(types["vision_msgs/msg/Detection2D"](
+            header=copy_header(store, header), results=[_hypothesis(store, box.class_id,
+                                                                    scores.get(box.panoptic_id, 1.0))],
+            bbox=bbox, id=str(box.panoptic_id)))
+    return types[DETECTION_2D_ARRAY](header=copy_header(store, header), detections=detections)
+
+
+def detection3d_array(store, header, boxes: Iterable[InstanceBox], scores: Mapping[int, float]):
+    """~/detections_3d (vision_msgs/Detection3DArray): per thing the ~/instances marker's box (axis-aligned in the
+    optical frame: centre and size in metres), ``results`` = [class id, score] posed at the box centre, ``id`` as
+    in ~/detections. Boxes with a non-finite centre or size are left out, as in the markers."""
+    types = store.types
+    detections = []
+    for box in boxes:
+        if not (np.all(np.isfinite(box.center)) and np.all(np.isfinite(box.size))):
+            continue
+        center = types["geometry_msgs/msg/Pose"](
+            position=types["geometry_msgs/msg/Point"](x=float(box.center[0]), y=float(box.center[1]),
+                                                      z=float(box.center[2])),
+            orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0))
+        size = types["geometry_msgs/msg/Vector3"](x=float(box.size[0]), y=float(box.size[1]), z=float(box.size[2]))
+        detections.append(types["vision_msgs/msg/Detection3D"](
+            header=copy_header(store, header),
+            results=[_hypothesis(store, box.class_id, scores.get(box.panoptic_id, 1.0), box.center)],
+            bbox=types["vision_msgs/msg/BoundingBox3D"](center=center, size=size), id=str(box.panoptic_id)))
+    return types[DETECTION_3D_ARRAY](header=copy_header(store, header), detections=detections)
 
 
 def diagnostics_message(

@@ -109,6 +109,10 @@ PARAMETERS: dict[str, Spec] = {
     "input_qos_depth": Spec(1, "int", "QoS history depth of the input subscriptions", _int_range(1, 100)),
     "intrinsics_source": Spec("p", "str", "camera_info matrix for fx, fy, cx, cy: 'p' (rectified images, as "
                               "depth_image_proc) or 'k' (raw images)", _choice(("p", "k")), restart=False),
+    "track": Spec(True, "bool", "persistent instance ids across frames (mask, mask kernel and 3D position; "
+                  "settings: the model config's TRACKER.*): ~/panoptic, ~/instance, ~/points, ~/overlay, ~/instances "
+                  "and the detections keep an object's id and colour; false: ids renumbered 1..N per frame. Restarts "
+                  "when time goes back or camera_info changes", restart=False),
     "rectify": Spec(False, "bool", "undistort raw images with camera_info's D, R and P before the network "
                     "(plumb_bob, rational_polynomial, equidistant; needs opencv-python-headless); outputs are then "
                     "in the rectified geometry, ~/depth/camera_info with P and zero D", restart=False),
@@ -172,6 +176,9 @@ class NodeParams:
     publish_points: bool = True
     publish_overlay: bool = True
     publish_instances: bool = True
+    publish_detections: bool = True
+    publish_detections_3d: bool = True
+    track: bool = True
     output_qos_reliability: str = "reliable"
     output_qos_depth: int = 1
     cloud_stride: int = 1
@@ -221,6 +228,7 @@ class NodeParams:
             marker_lifetime_s=self.marker_lifetime,
             label_threshold=label_threshold,
             hardware_id=self.hardware_id or hardware_id,
+            track=self.track,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -126,7 +126,7 @@ def test_only_asked_for_outputs_are_built(frame, monkeypatch: pytest.MonkeyPatch
 def test_outputs_carry_the_predictions(frame) -> None:
     store, image, info, rgb = frame
     predictor = FakePredictor()
-    result = FramePipeline(predictor).process(image, info)
+    result = FramePipeline(predictor, PipelineSettings(track=False)).process(image, info)  # ids as predicted
     out = _deserialized(result, store)
     truth = predictor(rgb)
     panoptic = np.frombuffer(out["panoptic"].data, "<i4").reshape(HEIGHT, WIDTH)
@@ -172,7 +172,7 @@ def test_bad_frames_are_skipped_counted_and_named(frame) -> None:
     assert values["dropped (encoding)"] == "2" and "yuv422" in values["last drop reason"]
 
 
-TWO_D = {"panoptic", "semantic", "instance", "depth", "overlay"}
+TWO_D = {"panoptic", "semantic", "instance", "depth", "overlay", "detections"}
 
 
 def test_unusable_camera_info_costs_only_the_3d_outputs(frame) -> None:
@@ -190,7 +190,7 @@ def test_unusable_camera_info_costs_only_the_3d_outputs(frame) -> None:
         assert not result.skipped, result.reason
         assert set(result.outputs) == TWO_D, named
         assert len(result.warnings) == 1 and named in result.warnings[0], result.warnings
-        assert "~/depth/camera_info, ~/instances, ~/points off" in result.warnings[0]
+        assert "~/depth/camera_info, ~/detections_3d, ~/instances, ~/points off" in result.warnings[0]
         assert "canonical camera" in result.warnings[0]  # what depth means now
     assert pipeline.stats.processed == 4 and not pipeline.stats.dropped
     assert pipeline.stats.partial == {"camera_info": 4}
@@ -244,21 +244,21 @@ def test_without_camera_info_3d_outputs_stay_off_with_a_warning(frame) -> None:
     _, image, _, _ = frame
     result = FramePipeline(FakePredictor()).process(image, None)
     assert not result.skipped
-    assert set(result.outputs) == {"panoptic", "semantic", "instance", "depth", "overlay"}
+    assert set(result.outputs) == TWO_D
     assert any("camera_info" in w and "~/points" in w for w in result.warnings)
 
 
 def test_panoptic_only_model_turns_depth_outputs_off(frame) -> None:
     _, image, info, _ = frame
     result = FramePipeline(FakePredictor(depth=False)).process(image, info)
-    assert not result.skipped and set(result.outputs) == {"panoptic", "semantic", "instance", "overlay"}
+    assert not result.skipped and set(result.outputs) == {"panoptic", "semantic", "instance", "overlay", "detections"}
     assert any("depth head" in w for w in result.warnings)
     # A predictor that says so up front (Predictor.depth_on) never needs a valid camera_info.
     predictor = FakePredictor(depth=False)
     predictor.depth_on = False
     zero_info = _bytes(_camera_info(_store(), k=(0.0,) * 9), m.CAMERA_INFO, _store())
     result = FramePipeline(predictor).process(image, zero_info)
-    assert not result.skipped and set(result.outputs) == {"panoptic", "semantic", "instance", "overlay"}
+    assert not result.skipped and set(result.outputs) == {"panoptic", "semantic", "instance", "overlay", "detections"}
 
 
 def test_message_objects_tensors_and_bgr_input(frame) -> None:

@@ -36,7 +36,7 @@ from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
-from vision_msgs.msg import LabelInfo  # noqa: E402
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
 HEIGHT, WIDTH = 48, 64
@@ -53,6 +53,8 @@ EXPECTED = {  # suffix -> (type, encoding or None)
     "points": (PointCloud2, None),
     "overlay": (Image, "rgb8"),
     "instances": (MarkerArray, None),
+    "detections": (Detection2DArray, None),
+    "detections_3d": (Detection3DArray, None),
 }
 
 

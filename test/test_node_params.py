@@ -605,7 +605,7 @@ def fake_ros(monkeypatch: pytest.MonkeyPatch):
     module("rcl_interfaces.msg", ParameterDescriptor=lambda **kw: SimpleNamespace(**kw),
            SetParametersResult=lambda successful, reason="": SimpleNamespace(successful=successful, reason=reason))
     for typename in (m.IMAGE, m.CAMERA_INFO, m.COMPRESSED_IMAGE, m.POINT_CLOUD2, m.LABEL_INFO, m.MARKER_ARRAY,
-                     m.DIAGNOSTIC_ARRAY):
+                     m.DIAGNOSTIC_ARRAY, m.DETECTION_2D_ARRAY, m.DETECTION_3D_ARRAY):
         package, _, name = typename.split("/")
         if package not in sys.modules or f"{package}.msg" not in sys.modules:
             module(package)

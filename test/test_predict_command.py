@@ -114,3 +114,45 @@ def test_predict_scales_depth_by_the_camera(tiny_model, tmp_path: Path, capsys) 
     with pytest.raises(SystemExit) as usage:  # argparse: usage error, status 2
         main(["predict", "--input", str(gt), "--output", str(tmp_path / "bad"), "--focal", "0", *common])
     assert usage.value.code == 2 and "--focal: must be a positive number" in capsys.readouterr().err
+
+
+def test_sequences_are_grouped_by_their_dvps_names() -> None:
+    from panopticdepth_core.tracking.sequences import frame_times, sequence_groups
+
+    names = ["000002_000001_a_000002_000001_leftImg8bit.png", "photo.jpg", "000001_000005_x_leftImg8bit.png",
+             "000002_000000_a_000002_000000_leftImg8bit.png", "000001_000004_x_leftImg8bit.png"]
+    assert sequence_groups(names) == [[3, 0], [1], [4, 2]]
+    assert sequence_groups(names, one_sequence=True) == [[0, 1, 2, 3, 4]]
+    assert frame_times(names, [4, 2]) == [4.0, 5.0] and frame_times(names, [1]) == [0.0]
+
+
+def test_predict_tracks_within_a_drive(tiny_model, tmp_path: Path) -> None:
+    """Tracked instance ids are what a tracker makes of the Predictor's frames, in frame order; --no-track keeps
+    the Predictor's per-frame numbering; classes are the same either way."""
+    from panopticdepth_core.data.cityscapes_dps import read_camera_json
+    from panopticdepth_core.data.image_io import read_rgb
+    from panopticdepth_core.data.synthetic import write_synthetic_sequences
+    from panopticdepth_core.tracking.sequences import camera_pose
+    from panopticdepth_core.tracking.tracker import InstanceTracker, TrackerSettings
+
+    config, weights = tiny_model
+    gt = write_synthetic_sequences(tmp_path / "gt", sequences=1, frames=3, size=(64, 128), seed=2, progress=False)
+    common = ["--input", str(gt), "--config", str(config), "--weights", str(weights), "--quiet", "--no-vis"]
+    assert main(["predict", "--output", str(tmp_path / "on"), *common]) == 0
+    assert main(["predict", "--output", str(tmp_path / "off"), "--no-track", *common]) == 0
+    predictor = Predictor.from_files(config, weights)
+    tracker = InstanceTracker(TrackerSettings(id_limit=255))
+    things = 0
+    for f, frame in enumerate(sorted(gt.glob("*_leftImg8bit.png"))):
+        stem = frame.name[: -len("_leftImg8bit.png")]
+        camera = gt / f"{stem}_camera.json"
+        K = read_camera_json(camera)
+        direct = predictor(read_rgb(frame), focal=K[0, 0])
+        tracked = tracker.update(direct.panoptic, direct.segments, direct.depth, K, camera_pose(camera), float(f))
+        sem_on, inst_on, _ = read_prediction(tmp_path / "on" / f"{stem}_panoptic.png")
+        sem_off, inst_off, _ = read_prediction(tmp_path / "off" / f"{stem}_panoptic.png")
+        assert np.array_equal(sem_on, sem_off)
+        assert np.array_equal(inst_off, direct.instance)
+        assert np.array_equal(inst_on, tracked.instance)
+        things += len(tracked.ids)
+    assert things > 0, "the tiny model must show some things for this test to mean anything"

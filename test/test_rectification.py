@@ -245,7 +245,7 @@ def test_unknown_distortion_model_costs_only_the_3d_outputs() -> None:
     pipeline = FramePipeline(FakePredictor(), PipelineSettings(rectify=True))
     result = pipeline.process(_image_bytes(store, np.zeros((HEIGHT, WIDTH, 3), np.uint8)),
                               m.serialize(info, m.CAMERA_INFO, store))
-    assert not result.skipped and set(result.outputs) == {"panoptic", "semantic", "instance", "depth", "overlay"}
+    assert not result.skipped and set(result.outputs) == {"panoptic", "semantic", "instance", "depth", "overlay", "detections"}
     assert "camera_info.distortion_model" in result.warnings[0] and "not rectified" in result.warnings[0]
     assert pipeline.stats.partial == {"camera_info": 1}
 

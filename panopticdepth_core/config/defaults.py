@@ -217,6 +217,25 @@ _C.TEST.EVAL_PERIOD = 0
 _C.TEST.VIS_PERIOD = 0  # ours: TensorBoard prediction images every N iterations (0: at eval only)
 _C.TEST.LOG_PERIOD = 20  # ours
 
+# ours: instance ids that persist across video frames (panopticdepth_core/tracking, docs/tracking.md). Used by the
+# node, `panopticdepth bag` and `panopticdepth predict` on sequences; each of them can turn tracking off.
+_C.TRACKER = CfgNode()
+_C.TRACKER.MAX_MISSING = 5  # frames a thing may stay unseen (occluded) and come back with its id
+_C.TRACKER.IOU_WEIGHT = 1.0  # cost weights of the cues: mask IoU after the motion prediction, ...
+_C.TRACKER.EMBEDDING_WEIGHT = 0.5  # ... cosine distance of the mask kernels, ...
+_C.TRACKER.POSITION_WEIGHT = 1.0  # ... distance of the 3D (else 2D) position from the predicted one
+_C.TRACKER.MAX_COST = 0.7  # pairs dearer than this (cost in [0, 1]) are never matched
+_C.TRACKER.MIN_IOU = 0.05  # gate: a pair needs this IoU, or a position within the gate
+_C.TRACKER.POSITION_GATE_M = 2.0  # 3D gate in metres, plus POSITION_GATE_REL x the thing's distance
+_C.TRACKER.POSITION_GATE_REL = 0.1
+_C.TRACKER.PIXEL_GATE = 0.1  # 2D gate (no depth) as a fraction of the image diagonal
+_C.TRACKER.MISSING_PENALTY = 0.02  # extra cost per frame a track was unseen
+_C.TRACKER.EMBEDDING_MOMENTUM = 0.7  # weight of a track's old embedding in its running mean
+_C.TRACKER.OCCLUDED_RATIO = 0.6  # a mask below this share of its track's area is partly hidden: the track coasts
+_C.TRACKER.IOU_FULL_AREA = 64  # grid cells: smaller masks weigh their IoU less (sqrt(area / this))
+_C.TRACKER.GRID_SIZE = 160  # masks compared on a grid with at most this many cells along the longer side
+_C.TRACKER.ID_LIMIT = 999  # ids per class (< 1000: panoptic id = class * 1000 + instance); then oldest retired
+
 
 def get_default_config() -> CfgNode:
     """A fresh, unfrozen copy of the defaults."""

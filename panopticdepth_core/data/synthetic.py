@@ -18,6 +18,7 @@ fly in DataLoader workers equals the same data set written to disk.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -60,8 +61,9 @@ def render_scene(seed: int, size: tuple[int, int] = (256, 512), focal: float | N
     return sample
 
 
-def render(scene: SceneParams, debug: bool = False) -> Sample:
-    """Render a scene description (see ``render_scene``)."""
+def render(scene: SceneParams, debug: bool = False, object_ids: bool = False) -> Sample:
+    """Render a scene description (see ``render_scene``). ``object_ids``: a thing's instance id is its object
+    index + 1 (the same in every frame of a sequence) instead of 1..K over the visible things."""
     camera = scene.camera
     tables = scene.arrays()
     rays = camera.ray_directions()
@@ -78,6 +80,8 @@ def render(scene: SceneParams, debug: bool = False) -> Sample:
     visible[0] = False
     renumber = np.zeros(len(scene.objects) + 1, dtype=np.int32)
     renumber[visible] = np.arange(1, int(visible.sum()) + 1, dtype=np.int32)
+    if object_ids:
+        renumber = np.where(visible, np.arange(len(scene.objects) + 1), 0).astype(np.int32)
     instance = renumber[objects + 1]
     depth = np.where(sky, np.float32(0.0), depth).astype(np.float32)
 
@@ -87,7 +91,7 @@ def render(scene: SceneParams, debug: bool = False) -> Sample:
         "generator": GENERATOR_NAME,
         "generator_version": GENERATOR_VERSION,
         "scene_seed": int(scene.seed),
-        "extrinsic": {"x": 0.0, "y": 0.0, "z": p.mount_height, "pitch": p.pitch, "roll": 0.0, "yaw": p.yaw},
+        "extrinsic": {"x": p.x, "y": p.y, "z": p.mount_height, "pitch": p.pitch, "roll": 0.0, "yaw": p.yaw},
     }
     if debug:
         meta["scene"] = scene
@@ -183,6 +187,70 @@ def write_synthetic_dataset(out_dir: str | Path, num: int, size: tuple[int, int]
     _write_json(split_dir.parent / f"dvps_cityscapes_{split}.json", index)
     _write_json(split_dir / "dataset.json",
                 dataset_description(num, (height, width), seed, split, focal, profile, hfov_range))
+    return split_dir
+
+
+def _write_drive_frame(args: tuple) -> int:
+    split_dir, sequence, frame, size, seed, focal, profile, hfov_range, fps = args
+    from .synthetic_sequence import render_drive_frame, sample_motion
+
+    scene = sample_scene(scene_seed(seed, sequence), size, focal, profile, hfov_range)
+    sample = render_drive_frame(scene, sample_motion(scene), frame, fps)
+    write_dps_frame(split_dir, sample, seq=sequence, frame=frame, city="synth")
+    return frame
+
+
+def write_synthetic_sequences(out_dir: str | Path, sequences: int, frames: int, size: tuple[int, int] = (256, 512),
+                              seed: int = 0, fps: float = 10.0, split: str = "train", workers: int = 1,
+                              progress: bool = True, focal: float | None = None, profile: str = "streets",
+                              hfov_range: tuple[float, float] = HFOV_RANGE_DEG) -> Path:
+    """Render ``sequences`` drives of ``frames`` frames each (``synthetic_sequence``) into ``{out_dir}/{split}/``:
+    frame f of drive s is ``{s:06d}_{f:06d}_synth_{s:06d}_{f:06d}_*`` (Cityscapes-DVPS naming), the thing ids
+    persist through a drive, each frame's ``_camera.json`` holds the camera pose. Drive s is the scene of index s
+    of a single-frame data set with the same seed, set in motion. Returns the split folder."""
+    if sequences < 0 or frames < 1:
+        raise ValueError(f"need sequences >= 0 and frames >= 1, got {sequences} and {frames}")
+    if not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"fps must be a positive number of frames per second, got {fps}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not split or "/" in split or "\\" in split or split in (".", ".."):
+        raise ValueError(f"split must be a plain folder name such as 'train', got {split!r}")
+    height, width = int(size[0]), int(size[1])
+    hfov_range = (float(hfov_range[0]), float(hfov_range[1]))
+    sample_scene(0, (height, width), focal, profile, hfov_range)  # validates the arguments before any work
+    split_dir = Path(out_dir) / split
+    split_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(split_dir, s, f, (height, width), seed, focal, profile, hfov_range, float(fps))
+            for s in range(sequences) for f in range(frames)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=f"synth {split}", unit="img")
+    try:
+        if workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                _write_drive_frame(job)
+                if bar is not None:
+                    bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for _ in pool.map(_write_drive_frame, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    names = [f"{s:06d}_{f:06d}_synth_{s:06d}_{f:06d}" for s in range(sequences) for f in range(frames)]
+    index = [{"height": height, "width": width, "image": f"{n}_leftImg8bit.png", "depth": f"{n}_depth.png",
+              "seg": f"{n}_gtFine_instanceTrainIds.png"} for n in names]
+    _write_json(split_dir.parent / f"dvps_cityscapes_{split}.json", index)
+    description = dataset_description(sequences * frames, (height, width), seed, split, focal, profile, hfov_range)
+    description.update({"sequences": sequences, "frames": frames, "fps": float(fps),
+                        "motion": "drives: see panopticdepth_core/data/synthetic_sequence.py; instance ids persist "
+                                  "through a sequence; camera pose in each frame's _camera.json extrinsic"})
+    _write_json(split_dir / "dataset.json", description)
     return split_dir
 
 

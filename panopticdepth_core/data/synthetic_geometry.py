@@ -50,6 +50,8 @@ class Camera:
     mount_height: float  # metres above the ground (world z of the optical centre)
     pitch: float  # radians, positive = optical axis below the horizon (Cityscapes extrinsic convention)
     yaw: float  # radians, positive = turned to the left (about world +z)
+    x: float = 0.0  # metres along the street of the optical centre (sequences: the camera drives forward)
+    y: float = 0.0  # metres to the left
 
     @property
     def intrinsics(self) -> np.ndarray:
@@ -59,7 +61,7 @@ class Camera:
     @property
     def origin(self) -> np.ndarray:
         """(3,) optical centre in the world frame."""
-        return np.array([0.0, 0.0, self.mount_height], dtype=np.float64)
+        return np.array([self.x, self.y, self.mount_height], dtype=np.float64)
 
     @property
     def rotation(self) -> np.ndarray:

@@ -9,6 +9,7 @@ argmax combine are sensitive to half precision).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -298,7 +299,4 @@ class Predictor:
 def _scaled_segments(segments: list[Segment], scale: float) -> list[Segment]:
     if scale == 1.0:
         return list(segments)
-    return [
-        Segment(s.id, s.category_id, s.is_thing, s.score, s.area, s.instance_id, s.mean_depth * scale)
-        for s in segments
-    ]
+    return [dataclasses.replace(s, mean_depth=s.mean_depth * scale) for s in segments]

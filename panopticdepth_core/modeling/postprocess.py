@@ -264,6 +264,7 @@ class _Survivor:
     is_thing: bool
     score: float
     depth_kernel: Tensor | None
+    kernel: Tensor | None = None  # (E,) things' projected mask kernel, kept for tracking
 
 
 def _axis_window(first: int, last: int, stride: int, image: int, output: int) -> tuple[int, int]:
@@ -326,8 +327,9 @@ def _combine(
     winner = torch.full(output_size, -1, dtype=torch.long, device=device) if argmax else None
     survivors: list[_Survivor] = []
 
-    def admit(prob: Tensor, category: int, is_thing: bool, score: float, depth: Tensor | None) -> int:
-        survivors.append(_Survivor(category, is_thing, score, depth))
+    def admit(prob: Tensor, category: int, is_thing: bool, score: float, depth: Tensor | None,
+              kernel: Tensor | None = None) -> int:
+        survivors.append(_Survivor(category, is_thing, score, depth, kernel))
         if argmax:
             _argmax_step(best, winner, prob, len(survivors) - 1)
         return len(survivors) - 1
@@ -343,7 +345,7 @@ def _combine(
         if (area - int(torch.count_nonzero(mask))) / area > st.overlap_threshold:
             continue
         depth = things.depth_kernels[i] if things.depth_kernels is not None else None
-        index = admit(prob, int(things.classes[i]), True, float(things.scores[i]), depth)
+        index = admit(prob, int(things.classes[i]), True, float(things.scores[i]), depth, things.kernels[i])
         pasted[y0:y1, x0:x1].masked_fill_(mask, index)
 
     if stuff_probs.shape[0]:
@@ -405,9 +407,9 @@ def _result(winner: Tensor, survivors: list[_Survivor], depth: Tensor | None) ->
         instances.append(instance)
         if area > 0:
             mean_depth = float(depth_sums[i] / area) if depth_sums is not None else float("nan")
-            segments.append(
-                Segment(panoptic_ids[-1], surv.category, surv.is_thing, surv.score, int(area), instance, mean_depth)
-            )
+            embedding = surv.kernel.float().cpu().numpy() if surv.kernel is not None else None
+            segments.append(Segment(panoptic_ids[-1], surv.category, surv.is_thing, surv.score, int(area), instance,
+                                    mean_depth, embedding))
 
     def lookup(values: list[int], void: int) -> Tensor:
         table = torch.tensor(values, dtype=torch.int32, device=winner.device)

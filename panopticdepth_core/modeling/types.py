@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -82,6 +83,7 @@ class Segment:
     area: int  # pixels in the final map
     instance_id: int = 0  # 1..N for things, unique in the image; 0 for stuff
     mean_depth: float = float("nan")  # metres, over the segment's pixels (NaN without depth)
+    embedding: Any = None  # things: (E,) float32 NumPy, the mask kernel (tracking's appearance cue); else None
 
 
 @dataclass

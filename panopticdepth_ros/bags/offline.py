@@ -29,6 +29,8 @@ from ..frame_pipeline import OUTPUT_TYPES, OUTPUTS, FramePipeline
 from ..params import NodeParams
 from .errors import BagError
 from .io import (
+    TF_MESSAGE,
+    TF_STATIC_TOPIC,
     check_writer_options,
     connections_by_topic,
     describe_topics,
@@ -44,7 +46,8 @@ IMAGE_TYPES = (m.IMAGE, m.COMPRESSED_IMAGE)
 #: Encodings that make an Image topic a camera image for auto-detection (labels are mono8/16UC1, depth 32FC1).
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
 DIAGNOSTICS_PERIOD_NS = 1_000_000_000
-NO_CAMERA_INFO = ("no camera_info topic in the bag: ~/points, ~/instances and ~/depth/camera_info are not written "
+NO_CAMERA_INFO = ("no camera_info topic in the bag: ~/points, ~/instances, ~/detections_3d and ~/depth/camera_info are "
+                  "not written "
                   "(the 2D outputs are) and ~/depth assumes the model's canonical camera; give the intrinsics with "
                   "--focal PX (a pinhole camera, fx = fy = PX, principal point at the image centre) or with "
                   "--camera-info-topic TOPIC")
@@ -233,6 +236,11 @@ def run_bag(
             pipeline, model = build_pipeline(params, distro)
             log(model.describe())
         pipeline.settings.compressed_input = compressed
+        if pipeline.settings.track and pipeline.camera_poses is None:
+            pipeline.camera_poses, note = camera_pose_lookup(reader, pipeline.store)
+            if note:
+                summary.notes.append(note)
+                log(note)
         staging = output_path.parent / f".{output_path.name}.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         try:
@@ -252,6 +260,37 @@ def run_bag(
     finally:
         reader.close()
     return summary
+
+
+def camera_pose_lookup(reader, store) -> tuple[Callable | None, str | None]:
+    """(header -> pose of its frame in the root of its tf tree, or None; a note for the summary) from the bag's
+    /tf and /tf_static, for tracking in a fixed frame while the camera moves. (None, None) without tf."""
+    from .tf_buffer import TfBuffer, TransformError
+
+    conns = [c for c in reader.connections if c.msgtype == TF_MESSAGE]
+    if not conns:
+        return None, None
+    tf = TfBuffer(tolerance_ns=100_000_000)  # 0.1 s: a pose a little past the last /tf sample still counts
+    try:
+        for connection, _, data in read_messages(reader, conns):
+            tf.add_tf_message(m.deserialize(data, TF_MESSAGE, store), static=connection.topic == TF_STATIC_TOPIC)
+    except Exception as error:  # noqa: BLE001 - a broken tf costs only the 3D tracking cue's world frame
+        return None, f"tracking in the camera frame: the bag's /tf cannot be read ({type(error).__name__}: {error})"
+
+    def lookup(header):
+        """The pose, or None (the frame is not in the tree, or its stamp is outside the recorded /tf): the tracker
+        then leaves that frame's 3D cue out."""
+        frame = str(header.frame_id)
+        try:
+            root = tf.root(frame)
+            if root == frame.lstrip("/"):
+                return None
+            stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+            return tf.lookup(root, frame, stamp)
+        except TransformError:
+            return None
+
+    return lookup, "tracking compares positions in the root frame of the image's /tf tree (camera motion removed)"
 
 
 def _convert(reader, writer, pipeline: FramePipeline, image_conns, info_conns, wanted: list[str], namespace: str,

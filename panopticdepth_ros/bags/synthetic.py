@@ -30,6 +30,11 @@ offset LiDAR but hidden from the camera: the nearest point per pixel must win) a
 far to the sides (outside the image). Points are shuffled. ``synthetic_frame`` returns every frame's exact
 data and which pixels the in-view points came from, so tests can check an extraction against the truth.
 
+With ``sequence=s`` the frames are instead drive s (``panopticdepth_core.data.synthetic_sequence``): one
+continuous recording of a camera driving along a street, thing ids persistent (``/camera/instance`` = object
+index + 1), and ``/tf`` carrying odom -> base_link at every camera stamp (the camera's motion; base_link pitches
+and yaws with the camera).
+
 Deterministic per arguments. Bag receive (log) times are header stamps + RECEIVE_DELAY_NS.
 """
 
@@ -71,6 +76,7 @@ SEMANTIC_TOPIC = "/camera/semantic"
 INSTANCE_TOPIC = "/camera/instance"
 PANOPTIC_TOPIC = "/camera/panoptic"
 
+ODOM_FRAME = "odom"
 BASE_FRAME = "base_link"
 CAMERA_LINK_FRAME = "camera_link"
 CAMERA_FRAME = "camera_optical_frame"
@@ -173,13 +179,53 @@ def _sample_lidar(sample: Sample, rng: np.random.Generator, lidar_offset: tuple[
 
 def synthetic_frame(index: int, size: tuple[int, int] = (256, 512), seed: int = 0, rate_hz: float = 10.0,
                     focal: float = 320.0, lidar_offset: tuple[float, ...] = DEFAULT_LIDAR_OFFSET,
-                    profile: str = "streets") -> SyntheticFrame:
+                    profile: str = "streets", sequence: int | None = None) -> SyntheticFrame:
     """Frame ``index`` of ``write_synthetic_bag`` with the same arguments, with its exact answers."""
-    sample = render_scene(scene_seed(seed, index), (int(size[0]), int(size[1])), focal, profile=profile)
+    if sequence is None:
+        sample = render_scene(scene_seed(seed, index), (int(size[0]), int(size[1])), focal, profile=profile)
+    else:
+        sample = _drive(seed, sequence, (int(size[0]), int(size[1])), focal, profile).frame(index, rate_hz)
     stamp = START_STAMP_NS + int(round(index * 1e9 / rate_hz))
     rng = np.random.default_rng([seed, index, 0x11DA2])
     pixels, cloud = _sample_lidar(sample, rng, lidar_offset)
     return SyntheticFrame(index, stamp, stamp + LIDAR_DELAY_NS, sample, pixels, cloud)
+
+
+class _DriveCache:
+    """A drive's scene and motion, drawn once per (seed, sequence, size, focal, profile)."""
+
+    def __init__(self, seed: int, sequence: int, size: tuple[int, int], focal: float, profile: str) -> None:
+        from panopticdepth_core.data.synthetic_layout import sample_scene
+        from panopticdepth_core.data.synthetic_sequence import sample_motion
+
+        self.scene = sample_scene(scene_seed(seed, sequence), size, focal, profile)
+        self.motion = sample_motion(self.scene)
+
+    def frame(self, index: int, rate_hz: float) -> Sample:
+        from panopticdepth_core.data.synthetic_sequence import render_drive_frame
+
+        return render_drive_frame(self.scene, self.motion, index, rate_hz)
+
+
+_DRIVES: dict[tuple, _DriveCache] = {}
+
+
+def _drive(seed: int, sequence: int, size: tuple[int, int], focal: float, profile: str) -> _DriveCache:
+    key = (seed, sequence, size, focal, profile)
+    if key not in _DRIVES:
+        _DRIVES.clear()
+        _DRIVES[key] = _DriveCache(seed, sequence, size, focal, profile)
+    return _DRIVES[key]
+
+
+def odom_to_base(sample: Sample) -> np.ndarray:
+    """(4, 4) T_odom_base_link of a drive frame: the camera's pose (its ``extrinsic``) through the static
+    base_link -> camera_optical_frame chain; odom is the street frame of the drive (x forward, y left, z up)."""
+    from panopticdepth_core.data.synthetic_sequence import camera_to_world
+
+    statics = static_transforms()
+    base_to_optical = statics[(BASE_FRAME, CAMERA_LINK_FRAME)] @ statics[(CAMERA_LINK_FRAME, CAMERA_FRAME)]
+    return camera_to_world(sample.meta["extrinsic"]) @ invert_transform(base_to_optical)
 
 
 def tf_message(store, transforms: dict[tuple[str, str], np.ndarray], stamp_ns: int):
@@ -222,11 +268,13 @@ def write_synthetic_bag(
     with_panoptic: bool = False,
     lidar_tf: str = "static",
     profile: str = "streets",
+    sequence: int | None = None,
 ) -> Path:
     """Write a rosbag2 folder at ``path`` (must not exist) and return its path. See the module docstring.
 
     ``depth_encoding``: "32FC1" (metres, NaN none) or "16UC1" (millimetres, 0 none). ``lidar_tf``: "static"
-    (base_link -> lidar on /tf_static) or "dynamic" (on /tf, one message per LiDAR scan).
+    (base_link -> lidar on /tf_static) or "dynamic" (on /tf, one message per LiDAR scan). ``sequence``: write
+    drive ``sequence`` (one continuous recording, odom -> base_link on /tf) instead of independent scenes.
     """
     check_writer_options(storage, distro)
     if depth_encoding not in DEPTH_ENCODINGS:
@@ -255,8 +303,8 @@ def write_synthetic_bag(
         }
         if with_lidar:
             conns["lidar"] = connect(LIDAR_TOPIC, POINT_CLOUD2)
-            if lidar_tf == "dynamic":
-                conns["tf"] = connect(TF_TOPIC, TF_MESSAGE)
+        if (with_lidar and lidar_tf == "dynamic") or sequence is not None:
+            conns["tf"] = connect(TF_TOPIC, TF_MESSAGE)
         if with_labels:
             conns["semantic"] = connect(SEMANTIC_TOPIC, IMAGE)
             conns["instance"] = connect(INSTANCE_TOPIC, IMAGE)
@@ -268,8 +316,11 @@ def write_synthetic_bag(
 
         write("tf_static", tf_message(store, statics, START_STAMP_NS), TF_MESSAGE, START_STAMP_NS - 2 * RECEIVE_DELAY_NS)
         for index in range(num_frames):
-            frame = synthetic_frame(index, size, seed, rate_hz, focal, lidar_offset, profile)
+            frame = synthetic_frame(index, size, seed, rate_hz, focal, lidar_offset, profile, sequence)
             sample = frame.sample
+            if sequence is not None:
+                write("tf", tf_message(store, {(ODOM_FRAME, BASE_FRAME): odom_to_base(sample)}, frame.stamp_ns),
+                      TF_MESSAGE, frame.stamp_ns - 1)
             header = make_header(store, *split_stamp(frame.stamp_ns), CAMERA_FRAME)
             write("image", image_message(store, header, sample.image, "rgb8"), IMAGE, frame.stamp_ns)
             write("info", camera_info_message(store, header, sample.intrinsics, sample.image.shape[:2]), CAMERA_INFO,

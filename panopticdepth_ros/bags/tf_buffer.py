@@ -206,6 +206,10 @@ class TfBuffer:
         """Every frame named as a parent or a child."""
         return set(self._edges) | {edge.parent for edge in self._edges.values()}
 
+    def root(self, frame: str) -> str:
+        """The root of ``frame``'s tree (``frame`` itself when it has no parent), e.g. ``odom`` or ``map``."""
+        return self._chain(_frame(frame))[-1]
+
     def _chain(self, frame: str) -> list[str]:
         """``frame`` and its ancestors up to the root."""
         chain = [frame]

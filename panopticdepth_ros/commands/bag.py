@@ -47,6 +47,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rectify", action="store_true", default=None,
                         help="undistort raw images with the camera_info's D, R and P before the network (node "
                              "parameter rectify; needs opencv-python-headless); outputs in the rectified geometry")
+    parser.add_argument("--no-track", dest="track", action="store_false", default=None,
+                        help="number things 1..N per frame instead of tracking them (node parameter track)")
     parser.add_argument("--outputs", type=_output_list, default=None, metavar="LIST",
                         help="comma-separated outputs to write, e.g. points,overlay (default: all the parameters "
                              "switch on); ~/label_info and /diagnostics are always written")
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         values = load_params_file(args.params_file) if args.params_file else {}
         flags = {"model_config": args.config, "weights": args.weights, "device": args.device,
-                 "precision": args.precision, "rectify": args.rectify, "onnx_providers": args.providers}
+                 "precision": args.precision, "rectify": args.rectify, "track": args.track,
+                 "onnx_providers": args.providers}
         values.update({name: value for name, value in flags.items() if value is not None})
         params = validate(values)
     except (ParameterError, ValueError, OSError) as error:

@@ -8,6 +8,12 @@ Metric depth needs the camera's focal length (the model's depth is for its canon
 fx / fx_canonical): ``--focal PX`` for every image, else each image's Cityscapes camera file
 (``X_camera.json`` next to it, as `synth`, `extract` and Cityscapes write them), else the model's canonical camera
 is assumed (said once).
+
+Video: inputs named in the Cityscapes-DVPS way (``<sequence>_<frame>_...``) are tracked within each sequence
+(one tracker per sequence, frames in frame order), so a thing keeps its instance id and `panopticdepth eval`'s
+DVPQ at k > 1 rewards it; ``--sequence`` treats all inputs as one sequence in the given order, ``--no-track`` numbers
+things per frame. Instance ids stay below 256 (the PNG's green channel): the tracker recycles the id retired
+longest ago after 255 things of a class.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "(default: each image's X_camera.json when present, else the model's canonical "
                              "camera is assumed)")
     parser.add_argument("--no-vis", action="store_true", help="skip the colour overlay and colour depth images")
+    parser.add_argument("--sequence", action="store_true",
+                        help="the inputs are one video in the given order: track through all of them (default: "
+                             "track within each Cityscapes-DVPS sequence <seq>_<frame>_..., other files alone)")
+    parser.add_argument("--no-track", action="store_true",
+                        help="number things 1..N per frame, no tracking (instance ids change from frame to frame)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides as KEY VALUE pairs, e.g. --opts MODEL.INFERENCE.INST_THRES 0.4")
@@ -105,10 +116,13 @@ def run(args: argparse.Namespace) -> int:
     from panopticdepth_core.checkpoint.io import CheckpointError
     from panopticdepth_core.checkpoint.onnx_metadata import OnnxBackendError
     from panopticdepth_core.config import ConfigError
+    from panopticdepth_core.data.cityscapes_dps import camera_file_for_image
     from panopticdepth_core.data.image_io import DataError, read_rgb
     from panopticdepth_core.evaluation.result_io import write_prediction
     from panopticdepth_core.inference.model_files import ModelFilesError, resolve_model
     from panopticdepth_core.inference.predictor import Predictor
+    from panopticdepth_core.tracking.sequences import camera_pose, frame_times, sequence_groups
+    from panopticdepth_core.tracking.tracker import InstanceTracker
 
     try:
         inputs = collect_inputs(args.input)
@@ -133,10 +147,57 @@ def run(args: argparse.Namespace) -> int:
     note = depth_scale_note(predictor, focals)
     if note:
         print(f"panopticdepth predict: {note}", file=sys.stderr)
-    for path, focal in tqdm(list(zip(inputs, focals)), desc="predict", unit="img", disable=args.quiet):
-        image = read_rgb(path)
-        pred = predictor(image, focal=focal)
-        write_prediction(out, path.name, pred.semantic, pred.instance, pred.depth,
-                         image=None if args.no_vis else image, max_depth=max_depth)
-    print(f"wrote predictions for {len(inputs)} image(s) to {out}")
+    groups = sequence_groups([p.name for p in inputs], args.sequence)
+    tracked = 0
+    with tqdm(total=len(inputs), desc="predict", unit="img", disable=args.quiet) as bar:
+        for group in groups:
+            track = not args.no_track and (len(group) > 1 or args.sequence)
+            tracker = InstanceTracker(_predict_tracker_settings(predictor.cfg)) if track else None
+            times = frame_times([p.name for p in inputs], group)
+            for index, time in zip(group, times):
+                path, focal = inputs[index], focals[index]
+                image = read_rgb(path)
+                pred = predictor(image, focal=focal)
+                instance = pred.instance
+                if tracker is not None:
+                    camera = camera_file_for_image(path)
+                    K = _intrinsics(camera, focal, image.shape[:2])
+                    frame = tracker.update(pred.panoptic, pred.segments, pred.depth, K, camera_pose(camera), time,
+                                           instance=pred.instance)
+                    instance = frame.instance
+                    tracked += 1
+                write_prediction(out, path.name, pred.semantic, instance, pred.depth,
+                                 image=None if args.no_vis else image, max_depth=max_depth)
+                bar.update(1)
+    sequences = sum(1 for g in groups if len(g) > 1 or args.sequence)
+    how = f"; tracked through {sequences} sequence(s)" if tracked else ""
+    print(f"wrote predictions for {len(inputs)} image(s) to {out}{how}")
     return 0
+
+
+def _predict_tracker_settings(cfg):
+    """The model config's tracker settings with ids below 256 (the official layout's green channel)."""
+    import dataclasses
+
+    from panopticdepth_core.tracking.tracker import TrackerSettings
+
+    settings = TrackerSettings.from_config(cfg) if "TRACKER" in cfg else TrackerSettings()
+    return dataclasses.replace(settings, id_limit=min(settings.id_limit, 255))
+
+
+def _intrinsics(camera_file, focal, size):
+    """K for the tracker's 3D positions: the camera file's, else ``focal`` with a centred principal point."""
+    import numpy as np
+
+    from panopticdepth_core.data.cityscapes_dps import read_camera_json
+    from panopticdepth_core.data.image_io import DataError
+
+    if camera_file is not None:
+        try:
+            return read_camera_json(camera_file)
+        except DataError:
+            return None
+    if focal is None:
+        return None
+    height, width = size
+    return np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0.0, 0.0, 1.0]])

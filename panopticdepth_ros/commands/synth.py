@@ -4,7 +4,9 @@ Example: ``panopticdepth synth --out /tmp/synth --num 1000 --size 256x512 --seed
 ``/tmp/synth/train/*_{leftImg8bit,gtFine_instanceTrainIds,depth}.png`` plus ``*_camera.json`` and
 ``dataset.json``. ``panopticdepth synth --bag /tmp/demo_bag --num 20`` writes the same kind of scenes as a
 rosbag2 (camera, camera_info, depth, LiDAR, /tf_static, label topics; see docs/bag_extraction.md) instead of, or
-as well as (with ``--out``), the folder. See docs/synthetic.md.
+as well as (with ``--out``), the folder. ``--sequences S --frames F [--fps HZ]`` renders S drives of F frames
+instead (a moving camera, moving things, instance ids that persist through a drive); with ``--bag`` the first
+drive is one continuous recording with /tf for the camera motion. See docs/synthetic.md.
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frames per second, got {text!r}") from None
+    if not 0 < value < 1000:
+        raise argparse.ArgumentTypeError(f"must be a rate in (0, 1000) frames per second, got {text!r}")
+    return value
+
+
 def _split_name(text: str) -> str:
     if not text or text in (".", "..") or any(c in text for c in "/\\"):
         raise argparse.ArgumentTypeError(f"expected a plain folder name such as train or val, got {text!r}")
@@ -49,7 +61,16 @@ def _split_name(text: str) -> str:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None,
                         help="output root; frames go to OUT/SPLIT/ (required unless --bag is given)")
-    parser.add_argument("--num", required=True, type=non_negative_int, help="number of scenes to render")
+    parser.add_argument("--num", default=None, type=non_negative_int,
+                        help="number of scenes to render (independent frames); or give --sequences")
+    parser.add_argument("--sequences", default=None, type=non_negative_int, metavar="S",
+                        help="render S drives instead of --num scenes: the camera drives along the street, things "
+                             "move, enter, leave and occlude each other, every thing keeps its id through a drive")
+    parser.add_argument("--frames", default=30, type=positive_int, metavar="F",
+                        help="frames per drive with --sequences (default 30)")
+    parser.add_argument("--fps", default=10.0, type=_positive_rate, metavar="HZ",
+                        help="frame rate of a drive with --sequences: its frame times and, with --bag, its stamps "
+                             "(default 10)")
     parser.add_argument("--size", default=(256, 512), type=parse_size, metavar="HxW",
                         help="image size in pixels, height x width (default 256x512)")
     parser.add_argument("--seed", default=0, type=non_negative_int,
@@ -75,7 +96,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from panopticdepth_core.data.synthetic import write_synthetic_dataset
+    from panopticdepth_core.data.synthetic import write_synthetic_dataset, write_synthetic_sequences
 
     from ..bags.errors import BagError
 
@@ -83,7 +104,25 @@ def run(args: argparse.Namespace) -> int:
         print("panopticdepth synth: error: give --out DIR (a data set folder) and/or --bag PATH (a rosbag2)",
               file=sys.stderr)
         return 2
+    if (args.num is None) == (args.sequences is None):
+        print("panopticdepth synth: error: give either --num N (independent scenes) or --sequences S (drives)",
+              file=sys.stderr)
+        return 2
     try:
+        if args.sequences is not None:
+            if args.out is not None:
+                split_dir = write_synthetic_sequences(args.out, args.sequences, args.frames, args.size, args.seed,
+                                                      args.fps, split=args.split, workers=args.workers,
+                                                      progress=not args.quiet, focal=args.focal, profile=args.profile)
+                if not args.quiet:
+                    print(f"wrote {args.sequences} drives of {args.frames} frames of {args.size[0]}x{args.size[1]} "
+                          f"to {split_dir}")
+            if args.bag is not None:
+                bag = _write_bag(args)
+                if not args.quiet:
+                    print(f"wrote a {args.bag_storage} rosbag2 ({args.distro}) of drive 0 ({args.frames} frames at "
+                          f"{args.fps:g} Hz, /tf for the camera motion) to {bag}")
+            return 0
         if args.out is not None:
             split_dir = write_synthetic_dataset(args.out, args.num, args.size, args.seed, split=args.split,
                                                 workers=args.workers, progress=not args.quiet, focal=args.focal,
@@ -110,5 +149,11 @@ def _write_bag(args: argparse.Namespace):
     if Path(args.bag).exists():
         raise BagError(f"{args.bag} already exists; a bag is written to a new folder")
     focal = args.focal if args.focal is not None else 320.0 * args.size[1] / 512.0
+    if args.sequences is not None:
+        if args.sequences < 1:
+            raise BagError("--bag with --sequences writes drive 0: give --sequences 1 or more")
+        return write_synthetic_bag(args.bag, args.frames, size=args.size, seed=args.seed, storage=args.bag_storage,
+                                   distro=args.distro, focal=focal, profile=args.profile, rate_hz=args.fps,
+                                   sequence=0)
     return write_synthetic_bag(args.bag, args.num, size=args.size, seed=args.seed, storage=args.bag_storage,
                                distro=args.distro, focal=focal, profile=args.profile)

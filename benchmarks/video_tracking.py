@@ -1,0 +1,150 @@
+"""Do ids persist? VPQ / DVPQ (k = 1..4) and the MOT view (motmetrics) of the shipped model on held-out synthetic
+drives, with tracking on and off.
+
+Usage:
+    python benchmarks/video_tracking.py [--sequences 10] [--frames 30] [--size 128x256] [--seed 1000000]
+                                        [--workdir DIR] [--config CFG --weights W]
+
+Renders the drives (`synth --sequences`; seed 1000000 is the shipped model's validation seed, disjoint from its
+training scenes), runs the model once per frame and writes two prediction folders from the same outputs: per-frame
+numbering (tracking off, what `predict --no-track` writes) and tracked ids (what `predict` writes). Then:
+
+- `panopticdepth eval`'s VPQ and DVPQ at k = 1, 2, 3, 4 for both (things and all classes), and the ratio VPQ(k=4) /
+  PQ(k=1) (the goal: >= 0.9 with tracking);
+- the MOT view with motmetrics against the ground truth's ids: a predicted thing matches a ground-truth thing of
+  the same class with mask IoU >= 0.5; IDF1, ID switches per 100 frames, MOTA (over all drives);
+- the tracker's own time per frame on these outputs.
+Not a test: it prints numbers (docs/tracking.md holds a run's output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from panopticdepth_core.data.cityscapes_dps import read_camera_json
+from panopticdepth_core.data.dps_writer import decode_instance_train_ids
+from panopticdepth_core.data.image_io import read_rgb, read_uint16
+from panopticdepth_core.data.synthetic import write_synthetic_sequences
+from panopticdepth_core.evaluation.evaluator import evaluate_folders
+from panopticdepth_core.evaluation.result_io import write_prediction
+from panopticdepth_core.inference.model_files import resolve_model
+from panopticdepth_core.inference.predictor import Predictor
+from panopticdepth_core.tracking.sequences import camera_pose, frame_times, sequence_groups
+from panopticdepth_core.tracking.tracker import InstanceTracker, TrackerSettings
+
+KS = (1, 2, 3, 4)
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, width = text.lower().split("x")
+    return int(height), int(width)
+
+
+def _things(semantic: np.ndarray, instance: np.ndarray) -> dict[int, np.ndarray]:
+    """class * 1000 + instance -> (H, W) bool mask, for thing pixels with an instance id."""
+    codes = np.where(instance > 0, semantic.astype(np.int64) * 1000 + instance, 0)
+    return {int(c): codes == c for c in np.unique(codes) if c}
+
+
+def _mot_update(acc, gt: dict[int, np.ndarray], hyp: dict[int, np.ndarray]) -> None:
+    gt_ids, hyp_ids = list(gt), list(hyp)
+    dist = np.full((len(gt_ids), len(hyp_ids)), np.nan)
+    for i, g in enumerate(gt_ids):
+        for j, h in enumerate(hyp_ids):
+            if g // 1000 != h // 1000:
+                continue
+            inter = np.count_nonzero(gt[g] & hyp[h])
+            if inter:
+                iou = inter / np.count_nonzero(gt[g] | hyp[h])
+                if iou >= 0.5:
+                    dist[i, j] = 1.0 - iou
+    acc.update(gt_ids, hyp_ids, dist)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sequences", type=int, default=10)
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--size", type=_size, default=(128, 256))
+    parser.add_argument("--seed", type=int, default=1_000_000)
+    parser.add_argument("--fps", type=float, default=10.0)
+    parser.add_argument("--workdir", default=None, help="keep the drives and predictions here (default: a temp dir)")
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--weights", default=None)
+    args = parser.parse_args()
+    import motmetrics as mm
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="video_tracking_"))
+    t0 = time.perf_counter()
+    gt_dir = write_synthetic_sequences(work / "gt", args.sequences, args.frames, args.size, args.seed, args.fps,
+                                       split="val", progress=False)
+    print(f"rendered {args.sequences} drives x {args.frames} frames at {args.size[0]}x{args.size[1]} "
+          f"(seed {args.seed}) in {time.perf_counter() - t0:.0f} s -> {gt_dir}")
+    model = resolve_model(args.config, args.weights)
+    predictor = Predictor(model.cfg, model.weights)
+    settings = TrackerSettings.from_config(model.cfg) if "TRACKER" in model.cfg else TrackerSettings()
+    settings = TrackerSettings(**{**settings.__dict__, "id_limit": min(settings.id_limit, 255)})
+    frames = sorted(gt_dir.glob("*_leftImg8bit.png"))
+    names = [f.name for f in frames]
+    accs = {"off": [], "on": []}
+    track_times, model_time = [], 0.0
+    for group in sequence_groups(names):
+        tracker = InstanceTracker(settings)
+        acc = {"off": mm.MOTAccumulator(auto_id=True), "on": mm.MOTAccumulator(auto_id=True)}
+        for index, when in zip(group, frame_times(names, group)):
+            path = frames[index]
+            stem = path.name[: -len("_leftImg8bit.png")]
+            camera = gt_dir / f"{stem}_camera.json"
+            K = read_camera_json(camera)
+            image = read_rgb(path)
+            start = time.perf_counter()
+            pred = predictor(image, focal=float(K[0, 0]))
+            model_time += time.perf_counter() - start
+            start = time.perf_counter()
+            tracked = tracker.update(pred.panoptic, pred.segments, pred.depth, K, camera_pose(camera), when,
+                                     instance=pred.instance)
+            track_times.append(time.perf_counter() - start)
+            gt_sem, gt_inst = decode_instance_train_ids(read_uint16(gt_dir / f"{stem}_gtFine_instanceTrainIds.png", "label"))
+            gt = _things(gt_sem, gt_inst)
+            for mode, instance in (("off", pred.instance), ("on", tracked.instance)):
+                write_prediction(work / mode, path.name, pred.semantic, instance, pred.depth)
+                _mot_update(acc[mode], gt, _things(pred.semantic, instance))
+        for mode in accs:
+            accs[mode].append(acc[mode])
+    print(f"model {model_time / len(frames) * 1e3:.0f} ms/frame; tracker mean {np.mean(track_times) * 1e3:.2f} ms, "
+          f"max {np.max(track_times) * 1e3:.2f} ms per frame ({len(frames)} frames)")
+
+    results = {mode: evaluate_folders(work / mode, gt_dir, dvpq_ks=KS) for mode in ("off", "on")}
+    print("\nVPQ and DVPQ (mean over lambda 0.5, 0.25, 0.1), %   [PQ at k = 1 is the per-frame PQ]")
+    print(f"{'':26s}" + "".join(f"{'k=' + str(k):>8s}" for k in KS) + f"{'VPQ4/PQ1':>10s}")
+    for mode in ("off", "on"):
+        dvpq = results[mode]["dvpq"]
+        for group in ("all", "things"):
+            vpq = [dvpq[str(k)]["vpq"][group]["pq"] for k in KS]
+            mean = [(dvpq[str(k)].get("mean") or {}).get(group) for k in KS]
+            label = f"tracking {mode}, {group}"
+            print(f"{'VPQ ' + label:26s}" + "".join(f"{v:8.2f}" for v in vpq) + f"{vpq[3] / max(vpq[0], 1e-9):10.3f}")
+            if all(v is not None for v in mean):
+                print(f"{'DVPQ ' + label:26s}" + "".join(f"{v:8.2f}" for v in mean))
+
+    print("\nMOT view (motmetrics; match = same class and mask IoU >= 0.5), all drives")
+    mh = mm.metrics.create()
+    print(f"{'':14s}{'IDF1':>8s}{'ID sw.':>8s}{'sw./100 fr.':>13s}{'MOTA':>8s}{'frames':>8s}")
+    for mode in ("off", "on"):
+        summary = mh.compute_many(accs[mode], metrics=["idf1", "num_switches", "mota", "num_frames"],
+                                  names=[str(i) for i in range(len(accs[mode]))], generate_overall=True)
+        row = summary.loc["OVERALL"]
+        frames_count = int(row["num_frames"])
+        print(f"{'tracking ' + mode:14s}{row['idf1'] * 100:8.1f}{int(row['num_switches']):8d}"
+              f"{row['num_switches'] * 100 / max(frames_count, 1):13.2f}{row['mota'] * 100:8.1f}{frames_count:8d}")
+    print(f"\nfiles under {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

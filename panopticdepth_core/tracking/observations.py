@@ -1,0 +1,140 @@
+"""What the tracker sees of one frame's things: class, a coarse mask, the mask kernel, a 2D and a 3D position.
+
+Masks are compared on a coarse grid (every ``stride``-th pixel, the longer side at most ``grid_size`` cells):
+mask IoU needs the shape, not every pixel, and the grid keeps 30 instances on a camera image cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.classes import LABEL_DIVISOR
+
+
+@dataclass
+class FrameThings:
+    """The N thing instances of one frame, in ascending panoptic id."""
+
+    panoptic_ids: np.ndarray  # (N,) int64 class * LABEL_DIVISOR + instance, as the frame numbered them
+    classes: np.ndarray  # (N,) int64
+    scores: np.ndarray  # (N,) float64 (1 where not known)
+    masks: np.ndarray  # (N, h, w) bool on the grid
+    labels: np.ndarray  # (h, w) int64 index of the thing at each grid cell, N where there is none
+    centers: np.ndarray  # (N, 2) float64 mask centroid (x, y) in grid cells; NaN for a mask empty on the grid
+    positions: np.ndarray | None  # (N, 3) float64 metres, mean of the mask's 3D points (world frame when a
+    #                               camera pose was given, else the optical frame); NaN rows without depth
+    embeddings: np.ndarray | None  # (N, E) float32 unit mask kernels; None when the frame gave none
+    stride: int  # grid step in pixels
+    areas: np.ndarray | None = None  # (N,) grid cells of each mask
+    embedded: np.ndarray | None = None  # (N,) bool: the thing has a (non-zero) embedding
+
+    def __post_init__(self) -> None:
+        if self.areas is None:
+            self.areas = self.masks.reshape(len(self.masks), -1).sum(1)
+        if self.embedded is None and self.embeddings is not None:
+            self.embedded = np.any(self.embeddings != 0, axis=1)
+
+    def __len__(self) -> int:
+        return int(self.panoptic_ids.size)
+
+
+def grid_stride(height: int, width: int, grid_size: int) -> int:
+    """Pixel step that brings the longer image side to at most ``grid_size`` cells."""
+    return max(1, math.ceil(max(height, width) / max(1, grid_size)))
+
+
+def observe_things(
+    panoptic: np.ndarray,
+    segments: Sequence | None = None,
+    depth: np.ndarray | None = None,
+    K: np.ndarray | None = None,
+    camera_to_world: np.ndarray | None = None,
+    grid_size: int = 160,
+) -> FrameThings:
+    """The things of a frame from its panoptic map (H, W) ``class * 1000 + instance`` (-1 void).
+
+    ``segments`` (objects with ``id``, ``score`` and an optional ``embedding``): scores and mask kernels; a thing
+    without a segment gets score 1 and, if others have one, a zero embedding (no appearance evidence).
+    ``depth`` (H, W) metres and ``K`` (3, 3): 3D positions; ``camera_to_world`` (4, 4): positions in the world
+    frame, so a moving camera does not move still objects.
+    """
+    panoptic = np.asarray(panoptic)
+    if panoptic.ndim != 2:
+        raise ValueError(f"panoptic must be (H, W), got shape {panoptic.shape}")
+    height, width = panoptic.shape
+    stride = grid_stride(height, width, grid_size)
+    grid = panoptic[::stride, ::stride].astype(np.int64)  # (h, w)
+    is_thing = (grid >= 0) & (grid % LABEL_DIVISOR != 0)
+    seg_by_id = {int(s.id): s for s in segments or () if getattr(s, "is_thing", True)}
+    ids = set(np.unique(grid[is_thing]).tolist())
+    ids.update(i for i in seg_by_id if i % LABEL_DIVISOR)  # small things the grid missed keep their track too
+    panoptic_ids = np.array(sorted(ids), dtype=np.int64)
+    count = panoptic_ids.size
+    h, w = grid.shape
+    # compact index of every grid cell's thing (count for none): the bincounts below are then one pass each
+    index = np.full(grid.shape, count, dtype=np.int64)
+    if count:
+        where = np.searchsorted(panoptic_ids, grid[is_thing])
+        index[is_thing] = where
+    flat = index.reshape(-1)
+    masks = np.zeros((count + 1, h * w), dtype=bool)
+    masks[flat, np.arange(flat.size)] = True
+    masks = masks[:count].reshape(count, h, w)
+    area = np.bincount(flat, minlength=count + 1)[:count].astype(np.float64)
+    ys, xs = np.divmod(np.arange(flat.size), w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centers = np.stack([np.bincount(flat, xs, count + 1)[:count] / area,
+                            np.bincount(flat, ys, count + 1)[:count] / area], axis=1)  # NaN where area 0
+
+    positions = None
+    if depth is not None and K is not None and count:
+        positions = _positions(depth, K, stride, flat, count, (h, w))
+        if camera_to_world is not None:
+            pose = np.asarray(camera_to_world, dtype=np.float64).reshape(4, 4)
+            positions = positions @ pose[:3, :3].T + pose[:3, 3]
+
+    scores = np.array([float(getattr(seg_by_id.get(int(i)), "score", 1.0)) for i in panoptic_ids], np.float64)
+    embeddings = _embeddings(panoptic_ids, seg_by_id)
+    return FrameThings(panoptic_ids, panoptic_ids // LABEL_DIVISOR, scores, masks, index, centers, positions,
+                       embeddings, stride, area)
+
+
+def _positions(depth: np.ndarray, K: np.ndarray, stride: int, flat: np.ndarray, count: int,
+               shape: tuple[int, int]) -> np.ndarray:
+    """(N, 3) mean optical-frame point of each thing over its grid cells with a valid depth; NaN rows without."""
+    K = np.asarray(K, dtype=np.float64)
+    h, w = shape
+    z = np.asarray(depth)[::stride, ::stride][:h, :w].astype(np.float64).reshape(-1)  # slice first: cheap
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(z) & (z > 0)
+    us = (np.arange(w) * stride - K[0, 2]) / K[0, 0]  # x / z of each grid column
+    vs = (np.arange(h) * stride - K[1, 2]) / K[1, 1]  # y / z of each grid row
+    rays_x = np.broadcast_to(us[None, :], (h, w)).reshape(-1)
+    rays_y = np.broadcast_to(vs[:, None], (h, w)).reshape(-1)
+    target = np.where(valid, flat, count)
+    zv = np.where(valid, z, 0.0)
+    n = np.bincount(target, minlength=count + 1)[:count].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.stack([np.bincount(target, rays_x * zv, count + 1)[:count],
+                         np.bincount(target, rays_y * zv, count + 1)[:count],
+                         np.bincount(target, zv, count + 1)[:count]], axis=1) / n[:, None]
+    return mean
+
+
+def _embeddings(panoptic_ids: np.ndarray, seg_by_id: dict) -> np.ndarray | None:
+    vectors = {i: np.asarray(s.embedding, dtype=np.float32).reshape(-1) for i, s in seg_by_id.items()
+               if getattr(s, "embedding", None) is not None}
+    if not vectors:
+        return None
+    dim = next(iter(vectors.values())).size
+    out = np.zeros((panoptic_ids.size, dim), dtype=np.float32)
+    for row, i in enumerate(panoptic_ids.tolist()):
+        vector = vectors.get(i)
+        if vector is not None and vector.size == dim:
+            norm = float(np.linalg.norm(vector))
+            out[row] = vector / norm if norm > 0 else vector
+    return out
