@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "render synthetic street scenes with exact depth and panoptic labels"),
     "train": ("train", "train or evaluate a model (the released train_net.py flags; also training/train.py)"),
     "convert": ("convert", "convert a released PanopticDepth/PanopticFCN Detectron2 checkpoint"),
+    "export": ("export", "write the network as ONNX (for onnxruntime / TensorRT; .onnx runs wherever weights do)"),
     "bag": ("bag", "run the node's processing over a rosbag2 and write its output topics to a new bag"),
     "extract": ("extract", "turn a rosbag2 recording into a Cityscapes-DPS-layout training set"),
 }

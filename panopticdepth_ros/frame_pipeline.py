@@ -334,8 +334,11 @@ class FramePipeline:
             stride = settings.cloud_stride
             points = -(-out_size[0] // stride) * -(-out_size[1] // stride)
             dtype = ID_TYPES[settings.cloud_id_type]
-            if self._cloud_buffer.size < points or self._cloud_buffer.dtype != dtype:
-                self._cloud_buffer = np.empty(max(points, self._cloud_buffer.size), dtype=dtype)
+            # Reused while frames keep their size; replaced (and the old one freed) when it is too small, or more
+            # than twice too large: one huge frame must not keep its cloud's memory for the rest of the run.
+            size = self._cloud_buffer.size
+            if size < points or size > 2 * points or self._cloud_buffer.dtype != dtype:
+                self._cloud_buffer = np.empty(points, dtype=dtype)
             cloud = depth_to_cloud(depth, K, cloud_rgb, semantic, instance, stride, settings.cloud_max_depth,
                                    settings.cloud_organized, settings.cloud_exclude_labels, out=self._cloud_buffer,
                                    id_type=settings.cloud_id_type)

@@ -69,6 +69,7 @@ def model_source(params: NodeParams, extra_roots: Iterable[str | Path] = ()):
 def load_model(params: NodeParams, extra_roots: Iterable[str | Path] = ()) -> LoadedModel:
     """Build the Predictor for ``params`` (model files, overrides, device, precision, resize) and warm it up."""
     from panopticdepth_core.checkpoint.io import CheckpointError
+    from panopticdepth_core.checkpoint.onnx_metadata import OnnxBackendError
     from panopticdepth_core.config import ConfigError
     from panopticdepth_core.inference.predictor import Predictor
 
@@ -78,12 +79,13 @@ def load_model(params: NodeParams, extra_roots: Iterable[str | Path] = ()) -> Lo
     try:
         predictor = Predictor(
             source.cfg, source.weights, device=device, precision=params.precision,
+            providers=params.onnx_providers if Path(source.weights).suffix == ".onnx" else None,
             min_size=None if params.input_min_size < 0 else params.input_min_size,
             max_size=None if params.input_max_size < 0 else params.input_max_size,
         )
         if params.warmup:
             predictor(np.zeros((*WARMUP_SIZE, 3), np.uint8))
-    except (ConfigError, CheckpointError) as error:
+    except (ConfigError, CheckpointError, OnnxBackendError) as error:
         raise ModelLoadError(f"cannot load the model {source.weights}: {error}") from error
     except (RuntimeError, OSError, ValueError) as error:  # CUDA missing or out of memory, unreadable files
         raise ModelLoadError(f"cannot load the model {source.weights} on {device}: {type(error).__name__}: "

@@ -83,9 +83,13 @@ PARAMETERS: dict[str, Spec] = {
     # model
     "model_config": Spec("", "str", "model config YAML; '' = the config stored in `weights`, else the shipped "
                          "small model's config", _path),
-    "weights": Spec("", "str", "model weights (.safetensors, or a .pth of ours); '' = the shipped small model", _path),
+    "weights": Spec("", "str", "model weights (.safetensors, a .pth of ours, or an .onnx of `panopticdepth export`); "
+                    "'' = the shipped small model", _path),
     "device": Spec("auto", "str", "'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'", _device),
     "precision": Spec("fp32", "str", "network precision: fp32, fp16 (CUDA only) or bf16", _choice(PRECISIONS)),
+    "onnx_providers": Spec("auto", "str", "onnxruntime execution providers for an .onnx `weights`: 'auto' "
+                           "(TensorRT, CUDA, CPU, whichever this onnxruntime has) or a comma-separated list of "
+                           "cpu, cuda, tensorrt"),
     "input_min_size": Spec(-1, "int", "resize the shortest image edge to this many pixels before the network; "
                            "-1 = the model config's INPUT.MIN_SIZE_TEST, 0 = native resolution", _size),
     "input_max_size": Spec(-1, "int", "cap on the longest edge after resizing; -1 = the model config's "
@@ -152,6 +156,7 @@ class NodeParams:
     weights: str = ""
     device: str = "auto"
     precision: str = "fp32"
+    onnx_providers: str = "auto"
     input_min_size: int = -1
     input_max_size: int = -1
     thing_threshold: float = -1.0

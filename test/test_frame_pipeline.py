@@ -310,6 +310,22 @@ def test_cloud_settings_stride_unorganized_and_colour(frame) -> None:
         PipelineSettings(cloud_color="rainbow")
 
 
+def test_cloud_buffer_shrinks_after_a_large_frame() -> None:
+    """One large frame must not keep its cloud's memory: the next normal frame releases the large buffer."""
+    store = _store()
+    pipeline = FramePipeline(FakePredictor(), PipelineSettings())
+    sizes = [(HEIGHT, WIDTH), (8 * HEIGHT, 8 * WIDTH), (HEIGHT, WIDTH)]
+    used = []
+    for height, width in sizes:
+        rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        image, _ = _image(store, rgb)
+        info = _camera_info(store, height=height, width=width)
+        result = pipeline.process(_bytes(image, m.IMAGE, store), _bytes(info, m.CAMERA_INFO, store), ["points"])
+        assert "points" in result.outputs
+        used.append(pipeline._cloud_buffer.size)
+    assert used[1] == 64 * used[0] and used[2] == used[0]
+
+
 def test_rate_and_latency_from_stamp() -> None:
     ticks = iter(np.arange(0.0, 100.0, 0.25))
     store = _store()

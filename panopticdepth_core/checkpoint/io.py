@@ -115,7 +115,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]
 
 def checkpoint_config(path: str | Path) -> CfgNode | None:
     """The (frozen, validated) config stored in a checkpoint's metadata, or None if it has none."""
-    if Path(path).suffix != ".safetensors":
+    if Path(path).suffix not in (".safetensors", ".onnx"):
         read_checkpoint(path)  # a .pth is still checked for existence and readability
         return None
     meta = _read_metadata(path)
@@ -150,7 +150,7 @@ def checkpoint_canonical_focal(path: str | Path) -> float | None:
     Read from the ``canonical_focal`` metadata, else from MODEL.CANONICAL_FOCAL of the embedded config; plain
     ``.pth`` state dicts record none.
     """
-    if Path(path).suffix != ".safetensors":
+    if Path(path).suffix not in (".safetensors", ".onnx"):
         return None
     meta = _read_metadata(path)
     if CANONICAL_FOCAL_KEY in meta:
@@ -163,6 +163,14 @@ def checkpoint_canonical_focal(path: str | Path) -> float | None:
 
 def _read_metadata(path: str | Path) -> dict[str, str]:
     from safetensors import safe_open
+
+    if Path(path).suffix == ".onnx":  # `panopticdepth export` writes the same keys into the ONNX metadata
+        from .onnx_metadata import OnnxBackendError, read_onnx_metadata
+
+        try:
+            return read_onnx_metadata(path)
+        except OnnxBackendError as exc:
+            raise CheckpointError(str(exc)) from exc
 
     path = Path(path).expanduser()
     if not path.is_file():

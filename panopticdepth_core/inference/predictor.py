@@ -24,6 +24,8 @@ from ..config import CfgNode, ConfigError, load_config
 from ..modeling.types import HeadOutputs, PanopticResult, Segment
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Predictor(backend=...): ``auto`` picks onnxruntime for ``.onnx`` weights and torch otherwise.
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 #: DepthScaling.rule values.
@@ -134,11 +136,31 @@ class Predictor:
         min_size: int | None = None,
         max_size: int | None = None,
         model: torch.nn.Module | None = None,
+        backend: str = "auto",
+        providers: str | Sequence[str] | None = None,
     ) -> None:
-        """``model``: an already built network (training's evaluation passes its own); else one is built."""
+        """``model``: an already built network (training's evaluation passes its own); else one is built.
+
+        ``backend``: ``torch``, ``onnxruntime``, or ``auto`` (onnxruntime for ``.onnx`` weights, else torch).
+        ``providers``: onnxruntime execution providers (``auto``: TensorRT, CUDA, CPU, whichever exist; or names
+        such as ``cpu``, ``cuda``, ``tensorrt``, comma-separated); only with the onnxruntime backend.
+        """
         from ..checkpoint.io import load_model_weights
         from ..modeling.build import build_model
 
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        is_onnx = bool(weights) and Path(weights).suffix == ".onnx"
+        if backend == "auto":
+            backend = "onnxruntime" if is_onnx else "torch"
+        if backend == "onnxruntime" and not is_onnx:
+            raise ConfigError(f"backend onnxruntime needs an .onnx model (write one with `panopticdepth export`), "
+                              f"got weights {weights!r}")
+        if backend == "torch" and is_onnx:
+            raise ConfigError(f"{weights} is an ONNX model: use backend onnxruntime (or auto)")
+        if providers not in (None, "", "auto") and backend != "onnxruntime":
+            raise ConfigError("providers (onnxruntime execution providers) only apply to .onnx models")
+        self.backend = backend
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device)
@@ -150,11 +172,18 @@ class Predictor:
         self.precision = precision
         self.min_size = cfg.INPUT.MIN_SIZE_TEST if min_size is None else min_size
         self.max_size = cfg.INPUT.MAX_SIZE_TEST if max_size is None else max_size
-        # With trained weights about to be loaded, reading the ImageNet backbone file first is wasted start-up.
-        self.model = build_model(cfg, load_pretrained=not weights) if model is None else model
-        if weights:
-            load_model_weights(self.model, weights)
-        self.model.to(self.device).eval()
+        if backend == "onnxruntime":
+            from .onnx_backend import OnnxNetwork
+
+            if precision != "fp32":
+                raise ConfigError(f"precision {precision} is for the torch backend; an .onnx model runs as exported")
+            self.model = OnnxNetwork(weights, cfg, providers=providers or None, device=self.device)
+        else:
+            # With trained weights about to be loaded, reading the ImageNet backbone file first is wasted start-up.
+            self.model = build_model(cfg, load_pretrained=not weights) if model is None else model
+            if weights:
+                load_model_weights(self.model, weights)
+            self.model.to(self.device).eval()
         self.depth_on = bool(cfg.MODEL.DEPTH_ON)
         #: fx (pixels at the network input) the network's depth is expressed for; None: not recorded (legacy)
         self.focal_canonical = model_canonical_focal(cfg, weights)

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
 
+from . import deform
+
 NORM_CHOICES = ("", "BN", "SyncBN", "FrozenBN", "GN")
 GN_GROUPS = 32
 
@@ -92,6 +94,10 @@ class ModulatedDeformConv2d(nn.Module):
     ``offset_mask`` predicts ``3 * k * k`` channels: the first ``2 * k * k`` are the (dy, dx) offsets
     interleaved per kernel tap, the last ``k * k`` the mask logits (this is the released code's layout, and
     torchvision's ``deform_conv2d`` expects the same offset order).
+
+    Training runs torchvision's kernel; inference (``eval()``) on the CPU and ONNX export the standard-operator
+    form of ``deform.py``, which gives the same outputs (to float rounding) several times faster on the CPU and
+    exports with ordinary ONNX ops. CUDA inference keeps torchvision's GPU kernel (see ``use_standard_form``).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
@@ -116,6 +122,12 @@ class ModulatedDeformConv2d(nn.Module):
         mask = offset_mask[:, 2 * taps:].sigmoid()
         # torchvision has no reduced-precision CPU kernel (and casts to float32 under CUDA autocast anyway):
         # run the deformable conv in float32 and hand back the input's dtype.
+        if not self.training and deform.use_standard_form(x):
+            with deform.full_precision(x.device.type):
+                out = deform.modulated_deform_conv2d(
+                    x.float(), offset.float(), mask.float(), self.weight.float(),
+                    self.bias.float() if self.bias is not None else None, self.stride, self.padding, self.dilation)
+            return out.to(x.dtype)
         out = deform_conv2d(x.float(), offset.float(), self.weight.float(),
                             self.bias.float() if self.bias is not None else None, stride=self.stride,
                             padding=self.padding, dilation=self.dilation, mask=mask.float())
@@ -163,11 +175,22 @@ def append_coords(feat: Tensor) -> Tensor:
     that varies along H first (its ``grid_x``), then the one that varies along W.
     """
     batch, _, height, width = feat.shape
-    rows = torch.linspace(-1.0, 1.0, height, device=feat.device, dtype=feat.dtype)
-    cols = torch.linspace(-1.0, 1.0, width, device=feat.device, dtype=feat.dtype)
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        rows, cols = _traceable_linspace(feat, 2), _traceable_linspace(feat, 3)
+    else:
+        rows = torch.linspace(-1.0, 1.0, height, device=feat.device, dtype=feat.dtype)
+        cols = torch.linspace(-1.0, 1.0, width, device=feat.device, dtype=feat.dtype)
     grid_rows, grid_cols = torch.meshgrid(rows, cols, indexing="ij")  # (H, W) each
     coords = torch.stack([grid_rows, grid_cols]).unsqueeze(0).expand(batch, -1, -1, -1)  # (B, 2, H, W)
     return torch.cat([feat, coords], dim=1)
+
+
+def _traceable_linspace(feat: Tensor, dim: int) -> Tensor:
+    """``linspace(-1, 1, feat.shape[dim])`` from tensor ops only, so an ONNX export keeps the size dynamic (and
+    float32: the exporter's linspace gives doubles). Equal to linspace up to float rounding (~1e-7)."""
+    plane = feat.select(0, 0).select(0, 0)  # (H, W)
+    index = torch.ones_like(plane.select(1 if dim == 2 else 0, 0)).cumsum(0) - 1  # (size along dim,) 0, 1, ..
+    return index / index[-1:].clamp(min=1) * 2 - 1
 
 
 def c2_msra_fill(module: nn.Module) -> None:

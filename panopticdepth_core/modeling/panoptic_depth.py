@@ -80,26 +80,8 @@ class PanopticDepth(nn.Module):
     # ---- input -----------------------------------------------------------------------------------------------
     def preprocess(self, images: Sequence[Tensor]) -> tuple[Tensor, list[Size], Size]:
         """RGB 0..255 images (3, H_i, W_i) -> normalised, zero-padded batch (B, 3, Hp, Wp), sizes, (Hp, Wp)."""
-        if isinstance(images, Tensor):
-            images = list(images) if images.dim() == 4 else [images]
-        if len(images) == 0:
-            raise ValueError("PanopticDepth needs at least one image")
-        sizes: list[Size] = []
-        for i, img in enumerate(images):
-            if img.dim() != 3 or img.shape[0] != 3:
-                raise ValueError(f"image {i} must be a (3, H, W) RGB tensor, got shape {tuple(img.shape)}")
-            sizes.append((int(img.shape[1]), int(img.shape[2])))
-        div = self.size_divisibility
-        pad_h = -(-max(h for h, _ in sizes) // div) * div
-        pad_w = -(-max(w for _, w in sizes) // div) * div
-        batch = torch.zeros((len(images), 3, pad_h, pad_w), dtype=torch.float32, device=self.device)
-        for i, img in enumerate(images):
-            x = img.to(device=self.device, dtype=torch.float32, non_blocking=True)
-            if self.input_format == "BGR":
-                x = x.flip(0)
-            h, w = sizes[i]
-            batch[i, :, :h, :w] = (x - self.pixel_mean) / self.pixel_std
-        return batch, sizes, (pad_h, pad_w)
+        return normalize_and_pad(images, self.pixel_mean, self.pixel_std, self.input_format,
+                                 self.size_divisibility, self.device)
 
     # ---- network ---------------------------------------------------------------------------------------------
     def forward_features(self, batch: Tensor) -> HeadOutputs:
@@ -170,6 +152,43 @@ class PanopticDepth(nn.Module):
         return postprocess(
             head, self.project_thing, self.project_stuff, image_sizes, output_sizes, self.postprocess_params
         )
+
+
+def normalize_and_pad(images: Sequence[Tensor], pixel_mean: Tensor, pixel_std: Tensor, input_format: str,
+                      size_divisibility: int, device: torch.device, pad_to: Size | None = None,
+                      ) -> tuple[Tensor, list[Size], Size]:
+    """RGB 0..255 images (3, H_i, W_i) -> normalised batch (B, 3, Hp, Wp) zero-padded right/bottom to a multiple of
+    ``size_divisibility`` (or to ``pad_to``, a fixed network input), each image's (H, W), and (Hp, Wp).
+
+    Shared by the torch model and the ONNX Runtime backend, so both see the same input. pixel_mean / pixel_std
+    (3, 1, 1) are in the ``input_format`` channel order (RGB or BGR).
+    """
+    if isinstance(images, Tensor):
+        images = list(images) if images.dim() == 4 else [images]
+    if len(images) == 0:
+        raise ValueError("PanopticDepth needs at least one image")
+    sizes: list[Size] = []
+    for i, img in enumerate(images):
+        if img.dim() != 3 or img.shape[0] != 3:
+            raise ValueError(f"image {i} must be a (3, H, W) RGB tensor, got shape {tuple(img.shape)}")
+        sizes.append((int(img.shape[1]), int(img.shape[2])))
+    div = size_divisibility
+    pad_h = -(-max(h for h, _ in sizes) // div) * div
+    pad_w = -(-max(w for _, w in sizes) // div) * div
+    if pad_to is not None:
+        if pad_h > pad_to[0] or pad_w > pad_to[1]:
+            raise ValueError(f"an image of {max(h for h, _ in sizes)}x{max(w for _, w in sizes)} does not fit the "
+                             f"network's fixed input of {pad_to[0]}x{pad_to[1]}")
+        pad_h, pad_w = pad_to
+    mean, std = pixel_mean.to(device), pixel_std.to(device)
+    batch = torch.zeros((len(images), 3, pad_h, pad_w), dtype=torch.float32, device=device)
+    for i, img in enumerate(images):
+        x = img.to(device=device, dtype=torch.float32, non_blocking=True)
+        if input_format == "BGR":
+            x = x.flip(0)
+        h, w = sizes[i]
+        batch[i, :, :h, :w] = (x - mean) / std
+    return batch, sizes, (pad_h, pad_w)
 
 
 def _target_to(target: InstanceTarget, device: torch.device) -> InstanceTarget:

@@ -41,6 +41,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="W", default=None, help="model weights (default: the shipped model)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     parser.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16"), help="default fp32")
+    parser.add_argument("--providers", default=None, metavar="LIST",
+                        help="onnxruntime execution providers for an .onnx --weights (node parameter "
+                             "onnx_providers): auto (default) or a comma-separated list of cpu, cuda, tensorrt")
     parser.add_argument("--rectify", action="store_true", default=None,
                         help="undistort raw images with the camera_info's D, R and P before the network (node "
                              "parameter rectify; needs opencv-python-headless); outputs in the rectified geometry")
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         values = load_params_file(args.params_file) if args.params_file else {}
         flags = {"model_config": args.config, "weights": args.weights, "device": args.device,
-                 "precision": args.precision, "rectify": args.rectify, "track": args.track}
+                 "precision": args.precision, "rectify": args.rectify, "track": args.track,
+                 "onnx_providers": args.providers}
         values.update({name: value for name, value in flags.items() if value is not None})
         params = validate(values)
     except (ParameterError, ValueError, OSError) as error:

@@ -34,7 +34,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the prediction files")
     parser.add_argument("--config", metavar="YAML", help="model config (default: the config stored in the weights "
                         "file; with neither flag, the shipped small model)")
-    parser.add_argument("--weights", metavar="FILE", help="model weights, .safetensors (default: the shipped model)")
+    parser.add_argument("--weights", metavar="FILE", help="model weights, .safetensors, or an .onnx of "
+                        "`panopticdepth export` run through onnxruntime (default: the shipped model)")
+    parser.add_argument("--providers", default=None, metavar="LIST",
+                        help="onnxruntime execution providers for an .onnx --weights: auto (default: TensorRT, "
+                             "CUDA, CPU, whichever exist) or a comma-separated list of cpu, cuda, tensorrt")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
                         help="network precision; post-processing always runs in fp32 (default fp32)")
@@ -110,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from panopticdepth_core.checkpoint.io import CheckpointError
+    from panopticdepth_core.checkpoint.onnx_metadata import OnnxBackendError
     from panopticdepth_core.config import ConfigError
     from panopticdepth_core.data.cityscapes_dps import camera_file_for_image
     from panopticdepth_core.data.image_io import DataError, read_rgb
@@ -132,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
     try:  # the same rule as `panopticdepth bag` and the node: weights alone bring their own config
         model = resolve_model(args.config, args.weights, args.opts)
         predictor = Predictor(model.cfg, model.weights, device=args.device, precision=args.precision,
-                              min_size=args.min_size)
-    except (ModelFilesError, ConfigError, CheckpointError) as exc:
+                              min_size=args.min_size, providers=args.providers)
+    except (ModelFilesError, ConfigError, CheckpointError, OnnxBackendError) as exc:
         print(f"panopticdepth predict: error: {exc}", file=sys.stderr)
         return 1
     out = Path(args.output)
