@@ -12,6 +12,7 @@ an unpickler that can build nothing but dicts, lists and numpy arrays.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import pickle
 import re
@@ -141,8 +142,18 @@ _NUMPY_GLOBALS = {
 }
 
 
+def _numpy_multiarray():  # noqa: ANN202 - a module
+    """numpy's multiarray module: numpy._core in numpy 2, numpy.core before. numpy 1.26 also has a numpy._core
+    stub (for reading numpy 2 pickles) that shows up as an attribute once imported, without ``multiarray`` as one,
+    so import the submodule by name rather than testing attributes."""
+    try:
+        return importlib.import_module("numpy._core.multiarray")
+    except ImportError:
+        return importlib.import_module("numpy.core.multiarray")
+
+
 def _numpy_safe_globals() -> list:
-    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray  # numpy 2 / 1
+    multiarray = _numpy_multiarray()
     dtypes = [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32,
                                            np.int64, np.uint8, np.bool_)]
     return [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar, *dtypes]
