@@ -17,6 +17,7 @@ fly in DataLoader workers equals the same data set written to disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -153,38 +154,15 @@ def write_synthetic_dataset(out_dir: str | Path, num: int, size: tuple[int, int]
         raise ValueError(f"num must be >= 0, got {num}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if not split or "/" in split or "\\" in split or split in (".", ".."):
-        raise ValueError(f"split must be a plain folder name such as 'train', got {split!r}")
+    _check_split(split)
     height, width = int(size[0]), int(size[1])
     hfov_range = (float(hfov_range[0]), float(hfov_range[1]))
     sample_scene(0, (height, width), focal, profile, hfov_range)  # validates the arguments before any work
     split_dir = Path(out_dir) / split
     split_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(split_dir, i, (height, width), seed, focal, profile, hfov_range) for i in range(num)]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=num, desc=f"synth {split}", unit="img")
-    try:
-        if workers == 1 or num <= 1:
-            for job in jobs:
-                _write_one(job)
-                if bar is not None:
-                    bar.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for _ in pool.map(_write_one, jobs, chunksize=max(1, min(16, num // (4 * workers)))):
-                    if bar is not None:
-                        bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-
-    names = [f"{i:06d}_000000_synth_{i:06d}_000000" for i in range(num)]
-    index = [{"height": height, "width": width, "image": f"{n}_leftImg8bit.png", "depth": f"{n}_depth.png",
-              "seg": f"{n}_gtFine_instanceTrainIds.png"} for n in names]
-    _write_json(split_dir.parent / f"dvps_cityscapes_{split}.json", index)
+    _run_jobs(_write_one, jobs, workers, progress, split)
+    _write_index(split_dir, split, [f"{i:06d}_000000_synth_{i:06d}_000000" for i in range(num)], (height, width))
     _write_json(split_dir / "dataset.json",
                 dataset_description(num, (height, width), seed, split, focal, profile, hfov_range))
     return split_dir
@@ -214,8 +192,7 @@ def write_synthetic_sequences(out_dir: str | Path, sequences: int, frames: int, 
         raise ValueError(f"fps must be a positive number of frames per second, got {fps}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if not split or "/" in split or "\\" in split or split in (".", ".."):
-        raise ValueError(f"split must be a plain folder name such as 'train', got {split!r}")
+    _check_split(split)
     height, width = int(size[0]), int(size[1])
     hfov_range = (float(hfov_range[0]), float(hfov_range[1]))
     sample_scene(0, (height, width), focal, profile, hfov_range)  # validates the arguments before any work
@@ -223,35 +200,44 @@ def write_synthetic_sequences(out_dir: str | Path, sequences: int, frames: int, 
     split_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(split_dir, s, f, (height, width), seed, focal, profile, hfov_range, float(fps))
             for s in range(sequences) for f in range(frames)]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), desc=f"synth {split}", unit="img")
-    try:
-        if workers == 1 or len(jobs) <= 1:
-            for job in jobs:
-                _write_drive_frame(job)
-                if bar is not None:
-                    bar.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for _ in pool.map(_write_drive_frame, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))):
-                    if bar is not None:
-                        bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    _run_jobs(_write_drive_frame, jobs, workers, progress, split)
     names = [f"{s:06d}_{f:06d}_synth_{s:06d}_{f:06d}" for s in range(sequences) for f in range(frames)]
-    index = [{"height": height, "width": width, "image": f"{n}_leftImg8bit.png", "depth": f"{n}_depth.png",
-              "seg": f"{n}_gtFine_instanceTrainIds.png"} for n in names]
-    _write_json(split_dir.parent / f"dvps_cityscapes_{split}.json", index)
+    _write_index(split_dir, split, names, (height, width))
     description = dataset_description(sequences * frames, (height, width), seed, split, focal, profile, hfov_range)
     description.update({"sequences": sequences, "frames": frames, "fps": float(fps),
                         "motion": "drives: see panopticdepth_core/data/synthetic_sequence.py; instance ids persist "
                                   "through a sequence; camera pose in each frame's _camera.json extrinsic"})
     _write_json(split_dir / "dataset.json", description)
     return split_dir
+
+
+def _check_split(split: str) -> None:
+    """A split names one folder under out_dir, never a path."""
+    if not split or "/" in split or "\\" in split or split in (".", ".."):
+        raise ValueError(f"split must be a plain folder name such as 'train', got {split!r}")
+
+
+def _run_jobs(write: Callable[[tuple], object], jobs: list[tuple], workers: int, progress: bool, split: str) -> None:
+    """Run ``write`` on every job, in this process or a pool; output files never depend on ``workers``."""
+    with contextlib.ExitStack() as stack:
+        if workers == 1 or len(jobs) <= 1:
+            done = map(write, jobs)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
+            done = pool.map(write, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+        if progress:
+            from tqdm import tqdm
+
+            done = stack.enter_context(tqdm(done, total=len(jobs), desc=f"synth {split}", unit="img"))
+        for _ in done:
+            pass
+
+
+def _write_index(split_dir: Path, split: str, names: list[str], size: tuple[int, int]) -> None:
+    """The released PanopticDepth loader's frame list, ``dvps_cityscapes_{split}.json`` next to the split."""
+    index = [{"height": size[0], "width": size[1], "image": f"{n}_leftImg8bit.png", "depth": f"{n}_depth.png",
+              "seg": f"{n}_gtFine_instanceTrainIds.png"} for n in names]
+    _write_json(split_dir.parent / f"dvps_cityscapes_{split}.json", index)
 
 
 def dataset_description(num: int, size: tuple[int, int], seed: int, split: str, focal: float | None,
