@@ -18,7 +18,7 @@ import numpy as np
 
 from panopticdepth_core.data.classes import CITYSCAPES_CLASSES, ClassInfo
 from panopticdepth_core.inference.boxes2d import instance_boxes_2d
-from panopticdepth_core.inference.pointcloud import ID_TYPES, depth_to_cloud, instance_boxes, scale_intrinsics
+from panopticdepth_core.inference.pointcloud import ID_TYPES, fill_cloud, instance_boxes, scale_intrinsics
 from panopticdepth_core.inference.visualize import colorize_panoptic, overlay
 from panopticdepth_core.tracking.tracker import InstanceTracker, TrackerSettings
 
@@ -159,7 +159,7 @@ def _to_numpy(value) -> np.ndarray | None:
 class FramePipeline:
     """Holds the predictor, the settings and the counters; :meth:`process` turns one frame into messages.
 
-    One frame at a time (not thread-safe): the cloud buffer is reused across frames.
+    One frame at a time (not thread-safe): the tracker carries state from frame to frame.
     """
 
     def __init__(self, predictor: PredictorLike, settings: PipelineSettings | None = None,
@@ -172,7 +172,6 @@ class FramePipeline:
         classes = self.settings.classes
         self.class_names = [c.name for c in classes]
         self.class_colors = [c.color for c in classes]
-        self._cloud_buffer = np.empty(0, dtype=ID_TYPES["uint32"])  # reused across frames: no fresh pages per cloud
         self.rectifier = Rectifier()  # maps cached per camera_info; OpenCV imported only when one is needed
         self._said: set[str] = set()  # warnings given once per pipeline
         if tracker is None:
@@ -331,17 +330,7 @@ class FramePipeline:
         scores = {int(s.id): float(s.score) for s in segments}
         if "points" in wanted:
             cloud_rgb = {"overlay": overlay_rgb, "image": image_rgb, "panoptic": colors}[settings.cloud_color]
-            stride = settings.cloud_stride
-            points = -(-out_size[0] // stride) * -(-out_size[1] // stride)
-            dtype = ID_TYPES[settings.cloud_id_type]
-            # Reused while frames keep their size; replaced (and the old one freed) when it is too small, or more
-            # than twice too large: one huge frame must not keep its cloud's memory for the rest of the run.
-            size = self._cloud_buffer.size
-            if size < points or size > 2 * points or self._cloud_buffer.dtype != dtype:
-                self._cloud_buffer = np.empty(points, dtype=dtype)
-            cloud = depth_to_cloud(depth, K, cloud_rgb, semantic, instance, stride, settings.cloud_max_depth,
-                                   settings.cloud_organized, settings.cloud_exclude_labels, out=self._cloud_buffer,
-                                   id_type=settings.cloud_id_type)
+            cloud = self._cloud_bytes(depth, K, cloud_rgb, semantic, instance, msg.header)
         if wanted & {"instances", "detections_3d"}:
             boxes = instance_boxes(depth, K, panoptic, settings.marker_stride, settings.cloud_max_depth)
         now = time.perf_counter()
@@ -359,9 +348,6 @@ class FramePipeline:
         if "depth/camera_info" in wanted:
             built["depth/camera_info"] = m.depth_camera_info(store, header, camera.info, out_size,
                                                              rectified=camera.rectified)
-        if "points" in wanted:
-            dense = None if settings.cloud_organized else True  # unorganized clouds hold valid points only
-            built["points"] = m.pointcloud2_message(store, header, cloud, is_dense=dense)
         if "overlay" in wanted:
             built["overlay"] = m.rgb_image(store, header, overlay_rgb)
         if "instances" in wanted:
@@ -371,10 +357,33 @@ class FramePipeline:
             built["detections"] = m.detection2d_array(store, header, instance_boxes_2d(panoptic), scores)
         if "detections_3d" in wanted:
             built["detections_3d"] = m.detection3d_array(store, header, boxes, scores)
-        for suffix, message in built.items():
-            typename = OUTPUT_TYPES[suffix]
-            result.outputs[suffix] = (typename, m.serialize(message, typename, store))
+        for suffix in OUTPUTS:  # in the order of OUTPUTS; the cloud is serialized already
+            if suffix == "points" and cloud is not None:
+                result.outputs[suffix] = (m.POINT_CLOUD2, cloud)
+            elif suffix in built:
+                typename = OUTPUT_TYPES[suffix]
+                result.outputs[suffix] = (typename, m.serialize(built[suffix], typename, store))
         timings["messages"] = time.perf_counter() - tick
+
+    def _cloud_bytes(self, depth: np.ndarray, K: np.ndarray, colors: np.ndarray | None, semantic: np.ndarray,
+                     instance: np.ndarray, header) -> bytes:
+        """The ~/points message's CDR bytes, the cloud written straight into them (no cloud buffer is kept
+        between frames, so a large frame leaves no memory behind)."""
+        settings = self.settings
+        out_size = depth.shape
+        shape = (-(-out_size[0] // settings.cloud_stride), -(-out_size[1] // settings.cloud_stride))
+        message = None
+
+        def allocate(count: int) -> np.ndarray:  # the point count is known once the valid pixels are
+            nonlocal message
+            height, width = shape if settings.cloud_organized else (1, count)
+            message = m.SerializedPointCloud2(self.store, header, ID_TYPES[settings.cloud_id_type], height, width)
+            return message.points
+
+        _, dense = fill_cloud(depth, K, colors, semantic, instance, settings.cloud_stride, settings.cloud_max_depth,
+                              settings.cloud_organized, settings.cloud_exclude_labels, out=allocate,
+                              id_type=settings.cloud_id_type)
+        return message.finish(dense)
 
     # --------------------------------------------------------------------------------------------- tracking
     def _track(self, panoptic: np.ndarray, instance: np.ndarray, segments: list, depth, K, header,

@@ -11,9 +11,11 @@ where there is no estimate (REP 118/117); ~/overlay rgb8.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import math
 import struct
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 
@@ -281,27 +283,107 @@ def pointcloud2_message(store, header, cloud: np.ndarray, is_dense: bool | None 
     if cloud.dtype.names is None or cloud.ndim not in (1, 2):
         raise ValueError(f"cloud must be a 1-D or 2-D structured array, got {cloud.dtype} {cloud.shape}")
     height, width = (1, cloud.shape[0]) if cloud.ndim == 1 else cloud.shape
-    point_field = store.types["sensor_msgs/msg/PointField"]
-    fields = []
-    for name in cloud.dtype.names:
-        dtype, offset = cloud.dtype.fields[name][:2]
-        code = _POINT_FIELD_TYPES.get(dtype.newbyteorder("<") if dtype.byteorder == "=" else dtype)
-        if code is None:
-            raise ValueError(f"cloud field {name!r} has type {dtype}, which PointField cannot describe")
-        fields.append(point_field(name=name, offset=int(offset), datatype=code, count=1))
     if is_dense is None:
         is_dense = "z" not in cloud.dtype.names or not np.isnan(cloud["z"]).any()
+    return _pointcloud2(store, header, cloud.dtype, height, width, cloud.view(np.uint8).reshape(-1), is_dense)
+
+
+def _pointcloud2(store, header, dtype: np.dtype, height: int, width: int, data: np.ndarray, is_dense: bool):
+    point_field = store.types["sensor_msgs/msg/PointField"]
+    fields = []
+    for name in dtype.names:
+        field_dtype, offset = dtype.fields[name][:2]
+        code = _POINT_FIELD_TYPES.get(field_dtype.newbyteorder("<") if field_dtype.byteorder == "=" else field_dtype)
+        if code is None:
+            raise ValueError(f"cloud field {name!r} has type {field_dtype}, which PointField cannot describe")
+        fields.append(point_field(name=name, offset=int(offset), datatype=code, count=1))
     return store.types[POINT_CLOUD2](
         header=copy_header(store, header),
         height=int(height),
         width=int(width),
         fields=fields,
         is_bigendian=False,
-        point_step=cloud.dtype.itemsize,
-        row_step=cloud.dtype.itemsize * int(width),
-        data=cloud.view(np.uint8).reshape(-1),
+        point_step=dtype.itemsize,
+        row_step=dtype.itemsize * int(width),
+        data=data,
         is_dense=bool(is_dense),
     )
+
+
+class SerializedPointCloud2:
+    """The CDR bytes of a PointCloud2 laid out before its points exist: fill :attr:`points` in place, then
+    :meth:`finish`. The bytes equal ``serialize(pointcloud2_message(...))`` of the same cloud.
+
+    Why: the labeled 1280x720 cloud is 22 MB; building it straight into the published bytes saves a copy and a
+    second buffer of that size per frame. CDR of PointCloud2 ends with ``uint8[] data`` (a uint32 length, then
+    the bytes, no padding: uint8 needs none) and ``bool is_dense``, so everything before the points is the CDR of
+    the message with empty data, and is_dense is the last byte. The points start 4-byte aligned (the length is).
+    """
+
+    def __init__(self, store, header, dtype: np.dtype, height: int, width: int) -> None:
+        dtype = np.dtype(dtype)
+        if dtype.names is None or dtype.itemsize % 4:
+            raise ValueError(f"point dtype must be structured with a multiple of 4 bytes, got {dtype}")
+        empty = store.serialize_cdr(_pointcloud2(store, header, dtype, height, width, np.empty(0, np.uint8), False),
+                                    POINT_CLOUD2)
+        prefix_end = len(empty) - 5  # before the data's uint32 length and the trailing is_dense
+        nbytes = dtype.itemsize * int(height) * int(width)
+        self.data, raw = _writable_bytes(len(empty) + nbytes)
+        raw[:prefix_end] = np.frombuffer(empty, np.uint8, prefix_end)
+        raw[prefix_end:prefix_end + 4] = np.frombuffer(struct.pack("<I", nbytes), np.uint8)
+        start = prefix_end + 4
+        self._raw = raw
+        #: (height * width,) structured view of the points inside the message bytes
+        self.points = raw[start:start + nbytes].view(dtype)
+
+    def finish(self, is_dense: bool) -> bytes:
+        """The message's bytes, with ``is_dense`` written; the views into them are released."""
+        self._raw[-1] = 1 if is_dense else 0
+        data = self.data
+        if isinstance(data, bytearray):
+            data = bytes(data)
+        self._raw = self.points = self.data = None
+        return data
+
+
+def _writable_bytes(size: int) -> tuple[bytes | bytearray, np.ndarray]:
+    """A new ``bytes`` of ``size`` bytes and a writable uint8 view of its contents, to fill before it is shared.
+
+    rclpy's ``publish`` takes ``bytes`` only, and a bytes object cannot be written from Python: this uses the
+    C API's own way to build one (``PyBytes_FromStringAndSize(NULL, size)`` returns an uninitialised object for
+    the caller to fill, as extension modules do) through ``ctypes.pythonapi``, which saves a copy of the whole
+    message. Where that is unavailable (not CPython) it returns a bytearray, copied to bytes at the end.
+    """
+    if _PYTHONAPI is None or size < 2:  # CPython shares the objects of sizes 0 and 1
+        data = bytearray(size)
+        return data, np.frombuffer(data, np.uint8)
+    new_bytes, as_string = _PYTHONAPI
+    data = new_bytes(None, size)
+    return data, np.asarray(_Contents(data, as_string(data), size))  # the view keeps ``data`` alive
+
+
+class _Contents:
+    """The array interface of a new bytes object's contents; as the view's base it holds the object."""
+
+    def __init__(self, owner: bytes, address: int, size: int) -> None:
+        self.owner = owner
+        self.__array_interface__ = {"shape": (size,), "typestr": "|u1", "data": (address, False), "version": 3}
+
+
+def _pythonapi():
+    if sys.implementation.name != "cpython":
+        return None
+    try:
+        new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
+        new_bytes.restype, new_bytes.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t)
+        as_string = ctypes.pythonapi.PyBytes_AsString
+        as_string.restype, as_string.argtypes = ctypes.c_void_p, (ctypes.py_object,)
+    except (AttributeError, OSError):
+        return None
+    return new_bytes, as_string
+
+
+_PYTHONAPI = _pythonapi()
 
 
 def pointcloud2_to_array(msg) -> np.ndarray:

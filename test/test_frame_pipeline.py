@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 from types import SimpleNamespace
 
 import numpy as np
@@ -110,7 +111,7 @@ def test_only_asked_for_outputs_are_built(frame, monkeypatch: pytest.MonkeyPatch
     def forbidden(*args, **kwargs):
         raise AssertionError("built although not asked for")
 
-    monkeypatch.setattr(fp, "depth_to_cloud", forbidden)
+    monkeypatch.setattr(fp, "fill_cloud", forbidden)
     monkeypatch.setattr(fp, "instance_boxes", forbidden)
     monkeypatch.setattr(fp, "overlay", forbidden)
     monkeypatch.setattr(fp, "colorize_panoptic", forbidden)
@@ -311,19 +312,27 @@ def test_cloud_settings_stride_unorganized_and_colour(frame) -> None:
 
 
 def test_cloud_buffer_shrinks_after_a_large_frame() -> None:
-    """One large frame must not keep its cloud's memory: the next normal frame releases the large buffer."""
+    """One large frame must not keep its cloud's memory: the pipeline holds no more after the next normal frame
+    than after the first one (the cloud is built into each frame's own message bytes; nothing of it is kept)."""
     store = _store()
-    pipeline = FramePipeline(FakePredictor(), PipelineSettings())
+    pipeline = FramePipeline(FakePredictor(), PipelineSettings(track=False))
     sizes = [(HEIGHT, WIDTH), (8 * HEIGHT, 8 * WIDTH), (HEIGHT, WIDTH)]
-    used = []
-    for height, width in sizes:
-        rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-        image, _ = _image(store, rgb)
-        info = _camera_info(store, height=height, width=width)
-        result = pipeline.process(_bytes(image, m.IMAGE, store), _bytes(info, m.CAMERA_INFO, store), ["points"])
-        assert "points" in result.outputs
-        used.append(pipeline._cloud_buffer.size)
-    assert used[1] == 64 * used[0] and used[2] == used[0]
+    held, cloud_bytes = [], []
+    tracemalloc.start()
+    try:
+        for height, width in sizes:
+            rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+            image, _ = _image(store, rgb)
+            info = _camera_info(store, height=height, width=width)
+            image_bytes, info_bytes = _bytes(image, m.IMAGE, store), _bytes(info, m.CAMERA_INFO, store)
+            result = pipeline.process(image_bytes, info_bytes, ["points"])
+            cloud_bytes.append(len(result.outputs["points"][1]))
+            del result, image_bytes, info_bytes, rgb, image, info
+            held.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert cloud_bytes[1] > 60 * cloud_bytes[0]  # the large frame's cloud was 64 times the size
+    assert held[2] <= held[0] + cloud_bytes[0], held  # none of it is held afterwards
 
 
 def test_rate_and_latency_from_stamp() -> None:
