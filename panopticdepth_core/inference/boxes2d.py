@@ -38,21 +38,34 @@ def instance_boxes_2d(panoptic: np.ndarray, label_divisor: int = LABEL_DIVISOR) 
     panoptic = np.asarray(panoptic)
     if panoptic.ndim != 2:
         raise ValueError(f"panoptic must be (H, W), got shape {panoptic.shape}")
-    thing = (panoptic >= 0) & (panoptic % label_divisor != 0)
-    ids = np.unique(panoptic[thing])  # (N,) sorted
-    if ids.size == 0:
+    if panoptic.size == 0:
         return []
-    height, width = panoptic.shape
-    index = np.full(panoptic.shape, ids.size, dtype=np.int64)
-    index[thing] = np.searchsorted(ids, panoptic[thing])
-    rows = np.zeros((ids.size + 1, height), dtype=bool)  # (N + 1, H): instance i has a pixel in row r
-    cols = np.zeros((ids.size + 1, width), dtype=bool)
-    rows[index, np.arange(height)[:, None]] = True
-    cols[index, np.arange(width)[None, :]] = True
-    areas = np.bincount(index.reshape(-1), minlength=ids.size + 1)
+    from scipy import ndimage  # a dependency; imported on first use so that importing this module stays light
+
+    # Why boxes of every segment, stuff and things: one pass of find_objects over the ids (void -> 0, ignored),
+    # then only the thing ids' boxes are kept; asking per pixel which ids are things costs an integer modulo per
+    # pixel, slower than the whole search.
+    labels = np.maximum(panoptic, 0)
+    if not labels.any():
+        return []
+    ids = None  # panoptic id of each label when the labels are numbered 1..N first
+    if int(labels.max()) > _MAX_DIRECT_ID:  # find_objects keeps one slot per label value up to the largest
+        ids, inverse = np.unique(labels, return_inverse=True)  # (N,), 0 first when some pixel is void
+        labels = inverse.reshape(labels.shape).astype(np.int32) + (0 if ids[0] == 0 else 1)
+        ids = ids if ids[0] == 0 else np.r_[0, ids]
+    slices = ndimage.find_objects(labels)  # one C pass: slices[label - 1] is the bounding box of label, or None
     boxes = []
-    for i, pid in enumerate(ids.tolist()):
-        ys, xs = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
-        boxes.append(InstanceBox2D(int(pid), int(pid) // label_divisor, int(pid) % label_divisor, int(xs[0]),
-                                   int(ys[0]), int(xs[-1]), int(ys[-1]), int(areas[i])))
+    for index, found in enumerate(slices):
+        label = index + 1
+        pid = label if ids is None else int(ids[label])
+        if found is None or pid % label_divisor == 0:
+            continue
+        rows, cols = found
+        area = int(np.count_nonzero(labels[found] == label))
+        boxes.append(InstanceBox2D(pid, pid // label_divisor, pid % label_divisor, cols.start, rows.start,
+                                   cols.stop - 1, rows.stop - 1, area))
     return boxes
+
+
+#: Largest panoptic id looked up directly (class 255 * 1000 + 999 fits); larger ids are numbered 1..N first.
+_MAX_DIRECT_ID = 1 << 20

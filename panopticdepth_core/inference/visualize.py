@@ -68,11 +68,17 @@ _LUT_INSTANCES = 1024
 
 @lru_cache(maxsize=4)
 def _panoptic_lut(classes: tuple[ClassInfo, ...]) -> np.ndarray:
-    """(256 * _LUT_INSTANCES, 3) uint8 colour of every (class, instance) code class * _LUT_INSTANCES + instance."""
+    """(256 * _LUT_INSTANCES,) uint32 colour of every (class, instance) code class * _LUT_INSTANCES + instance,
+    as the little-endian bytes R, G, B, 0 (one 4-byte gather per pixel; the fourth byte is dropped after)."""
     colors, is_thing = class_color_table(classes)
     codes = np.arange(256 * _LUT_INSTANCES, dtype=np.int64)
     semantic, instance = codes // _LUT_INSTANCES, codes % _LUT_INSTANCES
-    return _colors_for(semantic, instance, colors, is_thing)
+    rgb = _colors_for(semantic, instance, colors, is_thing)  # (codes, 3)
+    rgba = np.zeros((rgb.shape[0], 4), np.uint8)
+    rgba[:, :3] = rgb
+    table = rgba.view("<u4").reshape(-1)
+    table.flags.writeable = False
+    return table
 
 
 def _colors_for(semantic: np.ndarray, instance: np.ndarray, colors: np.ndarray, is_thing: np.ndarray) -> np.ndarray:
@@ -100,13 +106,34 @@ def colorize_panoptic(semantic: np.ndarray, instance: np.ndarray,
     instance = _as_numpy(instance)
     if semantic.shape != instance.shape or semantic.ndim != 2:
         raise ValueError(f"semantic {semantic.shape} and instance {instance.shape} must be the same (H, W) shape")
+    if semantic.size == 0:
+        return np.zeros((*semantic.shape, 3), np.uint8)
+    sem_in_range = semantic.min() >= 0 and semantic.max() < 256
+    if sem_in_range and instance.max() < _LUT_INSTANCES:
+        # codes = class * 1024 + max(instance, 0) in int32 (two in-place passes), then one 4-byte table gather
+        codes = np.left_shift(semantic, 10, dtype=np.int32)
+        np.bitwise_or(codes, np.maximum(instance, 0) if instance.min() < 0 else instance, out=codes,
+                      casting="unsafe")
+        rgba = _panoptic_lut(tuple(classes)).take(codes).view(np.uint8).reshape(*semantic.shape, 4)
+        return _rgba_to_rgb(rgba)
     sem = semantic.astype(np.int64)
-    sem = np.where((sem >= 0) & (sem < 256), sem, 255)  # out-of-range ids draw as void
+    if not sem_in_range:
+        sem = np.where((sem >= 0) & (sem < 256), sem, 255)  # out-of-range ids draw as void
     inst = np.maximum(instance.astype(np.int64), 0)
-    if inst.size and inst.max() < _LUT_INSTANCES:
-        return _panoptic_lut(tuple(classes))[sem * _LUT_INSTANCES + inst]
+    if inst.max() < _LUT_INSTANCES:
+        return _rgba_to_rgb(_panoptic_lut(tuple(classes)).take(sem * _LUT_INSTANCES + inst).view(np.uint8)
+                            .reshape(*sem.shape, 4))
     colors, is_thing = class_color_table(classes)
     return _colors_for(sem.reshape(-1), inst.reshape(-1), colors, is_thing).reshape(*sem.shape, 3)
+
+
+def _rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
+    """(H, W, 4) -> contiguous (H, W, 3): OpenCV's SIMD channel drop, several times numpy's strided copy."""
+    import cv2  # a dependency; imported on first use so that importing this module stays light
+
+    if rgba.shape[0] * rgba.shape[1] == 0 or rgba.shape[1] > 2**31 - 1:
+        return np.ascontiguousarray(rgba[..., :3])
+    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB)
 
 
 def segment_boundaries(labels: np.ndarray) -> np.ndarray:
@@ -127,18 +154,36 @@ def overlay(image_rgb: np.ndarray, color: np.ndarray, alpha: float = 0.5, bounda
     Boundaries are drawn in white between differently coloured segments, or between different ``labels`` (e.g.
     panoptic ids) when given, which is exact even if two segments happen to share a colour.
     """
-    image = _as_numpy(image_rgb)
-    color = _as_numpy(color)
+    image = _as_numpy(image_rgb).astype(np.uint8, copy=False)
+    color = _as_numpy(color).astype(np.uint8, copy=False)
     if image.shape != color.shape or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image {image.shape} and colour {color.shape} must both be (H, W, 3)")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    weight = np.uint16(round(alpha * 256))  # fixed point: 8 fractional bits
-    blended = (image.astype(np.uint16) * (256 - weight) + color.astype(np.uint16) * weight + 128) >> 8
-    labelled = ((color[..., 0] | color[..., 1] | color[..., 2]) != 0)[..., None]  # 15x faster than any(axis=2)
-    out = np.where(labelled, blended.astype(np.uint8), image)
+    weight = int(round(alpha * 256))  # fixed point: 8 fractional bits
+    if weight == 128:  # (image + color + 1) >> 1, without leaving uint8: floor halves plus the carried odd bit
+        out = np.right_shift(image, 1, dtype=np.uint8)
+        half = np.right_shift(color, 1, dtype=np.uint8)
+        out += half
+        np.bitwise_or(image, color, out=half)
+        half &= 1
+        out += half
+    else:  # (image * (256 - w) + color * w + 128) >> 8 in uint16 (at most 65408)
+        wide = np.multiply(image, 256 - weight, dtype=np.uint16)
+        wide += np.multiply(color, weight, dtype=np.uint16)
+        wide += 128
+        wide >>= 8
+        out = wide.astype(np.uint8)
+    if out.size == 0:
+        return out
+    import cv2  # a dependency; imported on first use so that importing this module stays light
+
+    unlabelled = (color[..., 0] | color[..., 1] | color[..., 2]) == 0  # void (black): 15x faster than any(axis=2)
+    # masked copy of whole pixels: OpenCV's is ~100x numpy's copyto(where=mask[..., None]) broadcast over channels
+    cv2.copyTo(np.ascontiguousarray(image), unlabelled.view(np.uint8), out)
     if boundaries:
-        out[segment_boundaries(color if labels is None else labels)] = BOUNDARY_COLOR
+        edges = segment_boundaries(color if labels is None else labels)
+        out.reshape(-1, 3)[np.flatnonzero(edges)] = BOUNDARY_COLOR
     return out
 
 
