@@ -2,12 +2,14 @@
 
 Usage:
     python benchmarks/node_pipeline.py                                  # fake predictor (no model): the ROS side
-    python benchmarks/node_pipeline.py --config CFG.yaml --weights W.safetensors --device cuda
+    python benchmarks/node_pipeline.py --shipped                        # the shipped model (config from its file)
+    python benchmarks/node_pipeline.py --weights W.safetensors|W.onnx [--config CFG.yaml] --device cuda
 
 Stages (milliseconds, median over --iterations frames): decode (CDR -> RGB), preprocess / model / postprocess
-(the predictor's own split; postprocess also holds colouring and the overlay), cloud (back-projection + instance
-boxes), messages (building + serializing every output). Then the labeled PointCloud2 alone: build + serialize
-next to np.copy and bytes() of the same number of bytes; the goal is within 3x of the copy.
+(the predictor's own split; postprocess also holds colouring and the overlay), cloud (back-projection straight
+into the serialized PointCloud2 + instance boxes), messages (building + serializing the other outputs, 2D boxes
+included). Then the labeled PointCloud2 alone: build + serialize next to np.copy and bytes() of the same number
+of bytes; the goal is within 3x of the copy.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from panopticdepth_core.inference.pointcloud import CLOUD_DTYPE, depth_to_cloud
+from panopticdepth_core.inference.pointcloud import CLOUD_DTYPE, depth_to_cloud, fill_cloud
 from panopticdepth_ros import messages as m
 from panopticdepth_ros.diagnostics import STAGES
 from panopticdepth_ros.frame_pipeline import OUTPUTS, FramePipeline, PipelineSettings
@@ -81,22 +83,26 @@ def _frame(store, height: int, width: int) -> tuple[bytes, bytes]:
 
 
 def _predictor(args, height: int, width: int):
-    if not args.config:
-        print("predictor: FAKE (no --config given): model stages are ~0; the ROS-side stages are real")
+    if not (args.weights or args.shipped):
+        print("predictor: FAKE (no --weights/--shipped given): model stages are ~0; the ROS-side stages are real")
         return FakePredictor(height, width)
-    try:
-        from panopticdepth_core.inference.predictor import Predictor
-    except ImportError as error:
-        print(f"predictor: FAKE (panopticdepth_core.inference.predictor unavailable: {error})")
-        return FakePredictor(height, width)
-    print(f"predictor: {args.config} weights={args.weights} device={args.device} precision={args.precision}")
-    return Predictor.from_files(args.config, args.weights, device=args.device, precision=args.precision)
+    from panopticdepth_core.inference.model_files import resolve_model
+    from panopticdepth_core.inference.predictor import Predictor
+
+    model = resolve_model(args.config, args.weights)  # no weights: the shipped model; no config: the file's own
+    print(f"predictor: {model.weights} (config {model.config_source}) device={args.device} "
+          f"precision={args.precision}")
+    return Predictor(model.cfg, model.weights, device=args.device, precision=args.precision,
+                     providers=args.providers if str(model.weights).endswith(".onnx") else None)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="model config YAML (without it a fake predictor is used)")
-    parser.add_argument("--weights", help="weights file (.safetensors) for --config")
+    parser.add_argument("--weights", help="weights (.safetensors or .onnx; without it or --shipped a fake "
+                                          "predictor is used)")
+    parser.add_argument("--config", help="model config YAML (default: the one the weights file carries)")
+    parser.add_argument("--shipped", action="store_true", help="the shipped model")
+    parser.add_argument("--providers", default="auto", help="onnxruntime providers for a .onnx model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--width", type=int, default=1280)
@@ -139,16 +145,29 @@ def main(argv: list[str] | None = None) -> int:
     header = m.make_header(store, 1, 0, "camera_color_optical_frame")
     repeats = max(10, args.iterations)
 
-    buffer = np.empty(height * width, dtype=CLOUD_DTYPE)  # reused across frames, as FramePipeline does
+    buffer = np.empty(height * width, dtype=CLOUD_DTYPE)
 
-    def build():
+    def build():  # into a plain buffer
         return depth_to_cloud(depth, K, colors, semantic, instance, stride=args.stride, out=buffer)
 
-    def build_and_serialize():
-        return m.serialize(m.pointcloud2_message(store, header, build()), m.POINT_CLOUD2, store)
+    def build_and_serialize():  # straight into the message's bytes, as FramePipeline does
+        message = None
+
+        def allocate(count: int) -> np.ndarray:
+            nonlocal message
+            message = m.SerializedPointCloud2(store, header, CLOUD_DTYPE, -(-height // args.stride),
+                                              -(-width // args.stride))
+            return message.points
+
+        _, dense = fill_cloud(depth, K, colors, semantic, instance, stride=args.stride, out=allocate)
+        return message.finish(dense)
 
     cloud = build()
     raw = cloud.view(np.uint8).reshape(-1)
+    reference = m.serialize(m.pointcloud2_message(store, header, cloud), m.POINT_CLOUD2, store)
+    if build_and_serialize() != reference:
+        print("ERROR: the cloud built into its message differs from rosbags' serialization")
+        return 1
     rows = {
         "build": _time(build, repeats),
         "build + serialize": _time(build_and_serialize, repeats),

@@ -177,22 +177,28 @@ def panoptic_image(store, header, panoptic: np.ndarray):
 def semantic_image(store, header, semantic: np.ndarray, void: int = 255):
     """~/semantic: mono8 class ids; anything outside 0..254 (void, ignore) becomes 255."""
     semantic = np.asarray(semantic)
-    ids = np.where((semantic >= 0) & (semantic < void), semantic, void).astype(np.uint8)
+    if semantic.size and semantic.min() >= 0 and semantic.max() <= void:  # already in range: one cast
+        ids = semantic.astype(np.uint8)
+    else:
+        ids = np.where((semantic >= 0) & (semantic < void), semantic, void).astype(np.uint8)
     return image_message(store, header, ids, "mono8")
 
 
 def instance_image(store, header, instance: np.ndarray):
     """~/instance: 16UC1 instance ids (1..N for things, 0 for stuff and void)."""
-    ids = np.clip(np.asarray(instance), 0, 65535).astype("<u2")
-    return image_message(store, header, ids, "16UC1")
+    instance = np.asarray(instance)
+    if instance.size and instance.min() >= 0 and instance.max() <= 65535:  # already in range: one cast
+        return image_message(store, header, instance.astype("<u2"), "16UC1")
+    return image_message(store, header, np.clip(instance, 0, 65535).astype("<u2"), "16UC1")
 
 
 def depth_image(store, header, depth: np.ndarray):
     """~/depth: 32FC1 metres along the optical axis (REP 118); no estimate (<= 0 or non-finite) is NaN (REP 117)."""
     depth = np.asarray(depth, dtype="<f4")
     with np.errstate(invalid="ignore"):
-        valid = np.isfinite(depth) & (depth > 0)
-    return image_message(store, header, np.where(valid, depth, np.float32(np.nan)).astype("<f4"), "32FC1")
+        valid = (depth > 0) & (depth < np.inf)  # NaN fails both
+    return image_message(store, header, np.where(valid, depth, np.float32(np.nan)).astype("<f4", copy=False),
+                         "32FC1")
 
 
 def rgb_image(store, header, rgb: np.ndarray):
