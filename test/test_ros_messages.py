@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from panopticdepth_core.data.classes import CITYSCAPES_CLASSES, CLASS_NAMES
-from panopticdepth_core.inference.pointcloud import depth_to_cloud, instance_boxes, unpack_rgb
+from panopticdepth_core.inference.pointcloud import ID_TYPES, depth_to_cloud, fill_cloud, instance_boxes, unpack_rgb
 from panopticdepth_core.inference.visualize import colorize_panoptic, overlay
 from panopticdepth_ros import messages as m
 
@@ -111,6 +111,52 @@ def test_splice_serializer_matches_rosbags_for_all_sizes(distro: str, size: tupl
     for msg, typename in ((m.depth_image(store, header, depth), m.IMAGE),
                           (m.pointcloud2_message(store, header, depth_to_cloud(depth, K)), m.POINT_CLOUD2)):
         _fields_equal(msg, _round_trip(msg, typename, store))
+
+
+@pytest.mark.parametrize("distro", DISTROS)
+@pytest.mark.parametrize("frame_id", ["", "c", "cam_optical", "front_camera_color_optical_frame"])
+def test_cloud_built_into_its_message_equals_rosbags_serialization(distro: str, frame_id: str) -> None:
+    """The node writes the cloud straight into the PointCloud2's CDR bytes; they must be rosbags' bytes exactly,
+    for every header length (alignment), organized or not, strides that leave odd sizes, both id types, and
+    clouds with and without invalid points (is_dense)."""
+    store = m.get_store(distro)
+    header = m.make_header(store, 12, 34, frame_id)
+    panoptic, semantic, instance, depth, image = _maps(17, 23)
+    all_valid = np.where(np.isfinite(depth) & (depth > 0), depth, 1.0).astype(np.float32)
+    for depth_map in (depth, all_valid):
+        for organized in (True, False):
+            for stride in (1, 2, 5):
+                for id_type in ("uint32", "float32"):
+                    args = (depth_map, K, image, semantic, instance, stride)
+                    cloud = depth_to_cloud(*args, organized=organized, id_type=id_type)
+                    expected = bytes(store.serialize_cdr(
+                        m.pointcloud2_message(store, header, cloud, is_dense=None if organized else True),
+                        m.POINT_CLOUD2))
+                    built = []
+
+                    def allocate(count: int, cloud=cloud, organized=organized, id_type=id_type,
+                                 built=built) -> np.ndarray:
+                        height, width = cloud.shape if organized else (1, count)
+                        built.append(m.SerializedPointCloud2(store, header, ID_TYPES[id_type], height, width))
+                        return built[0].points
+
+                    _, dense = fill_cloud(*args, organized=organized, id_type=id_type, out=allocate)
+                    data = built[0].finish(dense)
+                    assert type(data) is bytes and data == expected, (organized, stride, id_type)
+
+
+def test_writable_bytes_fallback_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ctypes' C API (not CPython) the message is built in a bytearray and copied: same bytes."""
+    store = m.get_store("humble")
+    header = m.make_header(store, 1, 2, "cam")
+    cloud = depth_to_cloud(_maps()[3], K)
+    expected = m.serialize(m.pointcloud2_message(store, header, cloud), m.POINT_CLOUD2, store)
+    for api in (m._PYTHONAPI, None):
+        monkeypatch.setattr(m, "_PYTHONAPI", api)
+        message = m.SerializedPointCloud2(store, header, cloud.dtype, *cloud.shape)
+        message.points[:] = cloud.reshape(-1)
+        data = message.finish(not np.isnan(cloud["z"]).any())
+        assert type(data) is bytes and data == expected
 
 
 def _info(store, height=16, width=24):

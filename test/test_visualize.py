@@ -89,3 +89,37 @@ def test_tensors_are_accepted():
     assert np.array_equal(colorize_panoptic(torch.from_numpy(semantic), torch.from_numpy(instance)), expected)
     depth = torch.tensor([[0.0, 5.0]])
     assert np.array_equal(colorize_depth(depth), colorize_depth(depth.numpy()))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 0.75, 1.0])
+def test_overlay_equals_the_fixed_point_blend_for_every_alpha(alpha: float):
+    """The alpha 0.5 path (uint8 halves) and the uint16 path give ``(image * (256 - w) + colour * w + 128) >> 8``
+    on labelled pixels, the camera image on void, white on boundaries: every byte value pair is tried."""
+    rng = np.random.default_rng(4)
+    values = np.arange(256, dtype=np.uint8)
+    image = np.stack(np.meshgrid(values, values), -1).reshape(256, 256, 2)[..., [0, 1, 0]].copy()  # all pairs
+    color = np.ascontiguousarray(image[..., ::-1])
+    color[rng.random((256, 256)) < 0.2] = 0  # void pixels
+    labels = rng.integers(0, 3, (256, 256))
+    weight = round(alpha * 256)
+    expected = ((image.astype(np.int64) * (256 - weight) + color.astype(np.int64) * weight + 128) >> 8)
+    expected = np.where((color == 0).all(axis=2, keepdims=True), image, expected).astype(np.uint8)
+    assert np.array_equal(overlay(image, color, alpha, boundaries=False), expected)
+    edges = np.zeros(labels.shape, bool)
+    edges[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edges[:-1] |= labels[:-1] != labels[1:]
+    expected[edges] = BOUNDARY_COLOR
+    assert np.array_equal(overlay(image, color, alpha, labels=labels), expected)
+
+
+def test_panoptic_colours_fast_path_equals_the_per_pixel_rule():
+    """The packed lookup (in-range ids), the int64 lookup (out-of-range classes) and the per-pixel path (instance
+    ids >= 1024) all give ``_colors_for`` of (class clipped to void, instance clipped at 0)."""
+    rng = np.random.default_rng(5)
+    colors, is_thing = class_color_table()
+    for low, high, top in ((0, 19, 30), (-5, 300, 30), (0, 256, 1023), (0, 19, 5000)):
+        semantic = rng.integers(low, high, (31, 17)).astype(np.int32)
+        instance = rng.integers(-2, top, (31, 17)).astype(np.int32)
+        sem = np.where((semantic >= 0) & (semantic < 256), semantic, 255).reshape(-1)
+        expected = _colors_for(sem, np.maximum(instance, 0).reshape(-1), colors, is_thing).reshape(31, 17, 3)
+        assert np.array_equal(colorize_panoptic(semantic, instance), expected), (low, high, top)
