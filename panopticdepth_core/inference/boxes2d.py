@@ -42,16 +42,17 @@ def instance_boxes_2d(panoptic: np.ndarray, label_divisor: int = LABEL_DIVISOR) 
         return []
     from scipy import ndimage  # a dependency; imported on first use so that importing this module stays light
 
-    # Why boxes of every segment, stuff and things: one pass of find_objects over the ids (void -> 0, ignored),
+    # Why boxes of every segment, stuff and things: one pass of find_objects over the ids (void ignored),
     # then only the thing ids' boxes are kept; asking per pixel which ids are things costs an integer modulo per
     # pixel, slower than the whole search.
-    labels = np.maximum(panoptic, 0)
-    if not labels.any():
+    labels = panoptic  # find_objects skips labels < 1 (void -1 and stuff 0 included)
+    largest = int(labels.max())
+    if largest < 1:
         return []
     ids = None  # panoptic id of each label when the labels are numbered 1..N first
-    if int(labels.max()) > _MAX_DIRECT_ID:  # find_objects keeps one slot per label value up to the largest
-        ids, inverse = np.unique(labels, return_inverse=True)  # (N,), 0 first when some pixel is void
-        labels = inverse.reshape(labels.shape).astype(np.int32) + (0 if ids[0] == 0 else 1)
+    if largest > _MAX_DIRECT_ID:  # find_objects keeps one slot per label value up to the largest
+        ids, inverse = np.unique(np.maximum(labels, 0), return_inverse=True)  # (N,), 0 first when some pixel is
+        labels = inverse.reshape(labels.shape).astype(np.int32) + (0 if ids[0] == 0 else 1)  # void or 0
         ids = ids if ids[0] == 0 else np.r_[0, ids]
     slices = ndimage.find_objects(labels)  # one C pass: slices[label - 1] is the bounding box of label, or None
     boxes = []
