@@ -336,20 +336,24 @@ class FramePipeline:
         now = time.perf_counter()
         timings["cloud"], tick = now - tick, now
 
-        store, header, built = self.store, msg.header, {}
+        # Images are written straight into their CDR bytes (one pass each, no intermediate array); the other
+        # messages are rosbags objects, serialized below. Outputs keep the order of OUTPUTS.
+        store, header, ready, built = self.store, msg.header, {}, {}
+        if cloud is not None:
+            ready["points"] = cloud
         if "panoptic" in wanted:
-            built["panoptic"] = m.panoptic_image(store, header, panoptic)
+            ready["panoptic"] = m.panoptic_image_bytes(store, header, panoptic)
         if "semantic" in wanted:
-            built["semantic"] = m.semantic_image(store, header, semantic)
+            ready["semantic"] = m.semantic_image_bytes(store, header, semantic)
         if "instance" in wanted:
-            built["instance"] = m.instance_image(store, header, instance)
+            ready["instance"] = m.instance_image_bytes(store, header, instance)
         if "depth" in wanted:
-            built["depth"] = m.depth_image(store, header, depth)
+            ready["depth"] = m.depth_image_bytes(store, header, depth)
         if "depth/camera_info" in wanted:
             built["depth/camera_info"] = m.depth_camera_info(store, header, camera.info, out_size,
                                                              rectified=camera.rectified)
         if "overlay" in wanted:
-            built["overlay"] = m.rgb_image(store, header, overlay_rgb)
+            ready["overlay"] = m.rgb_image_bytes(store, header, overlay_rgb)
         if "instances" in wanted:
             built["instances"] = m.instance_markers(store, header, boxes, self.class_names, self.class_colors,
                                                     settings.marker_lifetime_s)
@@ -357,11 +361,11 @@ class FramePipeline:
             built["detections"] = m.detection2d_array(store, header, instance_boxes_2d(panoptic), scores)
         if "detections_3d" in wanted:
             built["detections_3d"] = m.detection3d_array(store, header, boxes, scores)
-        for suffix in OUTPUTS:  # in the order of OUTPUTS; the cloud is serialized already
-            if suffix == "points" and cloud is not None:
-                result.outputs[suffix] = (m.POINT_CLOUD2, cloud)
+        for suffix in OUTPUTS:
+            typename = OUTPUT_TYPES[suffix]
+            if suffix in ready:
+                result.outputs[suffix] = (typename, ready[suffix])
             elif suffix in built:
-                typename = OUTPUT_TYPES[suffix]
                 result.outputs[suffix] = (typename, m.serialize(built[suffix], typename, store))
         timings["messages"] = time.perf_counter() - tick
 

@@ -145,6 +145,30 @@ def test_cloud_built_into_its_message_equals_rosbags_serialization(distro: str, 
                     assert type(data) is bytes and data == expected, (organized, stride, id_type)
 
 
+@pytest.mark.parametrize("distro", DISTROS)
+@pytest.mark.parametrize("frame_id", ["", "cam", "front_camera_color_optical_frame"])
+def test_images_written_into_their_bytes_equal_the_serialized_messages(distro: str, frame_id: str) -> None:
+    """The node's image path (pixels written straight into the CDR bytes) against serialize() of the message
+    objects: in-range and out-of-range ids, other dtypes, NaN/inf/negative depth, odd sizes, empty images."""
+    store = m.get_store(distro)
+    header = m.make_header(store, 3, 4, frame_id)
+    rng = np.random.default_rng(3)
+    pairs = ((m.panoptic_image, m.panoptic_image_bytes), (m.semantic_image, m.semantic_image_bytes),
+             (m.instance_image, m.instance_image_bytes), (m.depth_image, m.depth_image_bytes))
+    for shape in ((5, 7), (16, 24), (0, 3)):
+        for low, high, dtype in ((0, 19, np.int32), (-2, 300, np.int32), (-1, 70000, np.int64), (0, 255, np.uint8),
+                                 (-3.0, 40.0, np.float32)):
+            values = rng.uniform(low, high, shape).astype(dtype)
+            for as_message, as_bytes in pairs:
+                if as_message is m.depth_image and dtype == np.float32 and values.size:
+                    values = values.copy()
+                    values.flat[:4] = [np.nan, np.inf, -np.inf, 0.0]  # no estimate (ids stay finite)
+                expected = m.serialize(as_message(store, header, values), m.IMAGE, store)
+                assert as_bytes(store, header, values) == expected, (as_message.__name__, shape, dtype, low)
+        rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        assert m.rgb_image_bytes(store, header, rgb) == m.serialize(m.rgb_image(store, header, rgb), m.IMAGE, store)
+
+
 def test_writable_bytes_fallback_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without ctypes' C API (not CPython) the message is built in a bytearray and copied: same bytes."""
     store = m.get_store("humble")

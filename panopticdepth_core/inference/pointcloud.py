@@ -257,6 +257,13 @@ def _pack_rgb_into(target: np.ndarray, colors: np.ndarray, stride: int) -> None:
     colors = np.ascontiguousarray(colors, dtype=np.uint8)
     width = colors.shape[1]
     out_h = target.shape[0]
+    if stride == 1 and target.flags.c_contiguous and colors.shape[0] == out_h and width:
+        # OpenCV's SIMD RGB -> BGRA (little-endian uint32 0xAARRGGBB), then alpha cleared: twice the speed again
+        import cv2  # a dependency; imported on first use so that importing this module stays light
+
+        cv2.cvtColor(colors, cv2.COLOR_RGB2BGRA, dst=target.view(np.uint8).reshape(out_h, width, 4))
+        np.bitwise_and(target, np.uint32(0x00FFFFFF), out=target)
+        return
     if out_h > 1:
         big_endian = np.ndarray(
             shape=(out_h - 1, target.shape[1]), dtype=">u4", buffer=colors, strides=(stride * width * 3, stride * 3)
