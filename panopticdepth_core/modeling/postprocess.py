@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import CfgNode
-from .instance_depth import pixel_depths
+from .instance_depth import instance_depth_maps, pixel_depths
 from .label_upsampling import upsample_segment_depth, upsample_segment_maps
 from .settings import PostprocessParams, as_params
 from .types import (
@@ -51,6 +51,9 @@ STUFF_REGION_MIN_PROB = 0.4
 THING_MIN_SCORE = 0.05
 #: How many full-resolution thing maps are held at once while combining (bounds memory at large output sizes).
 _CHUNK = 8
+#: Up to this many values (segments x network-input pixels, 128 MiB of float32), depths at another output size
+#: are read from every segment's whole depth map; beyond it, computed pixel by pixel (less memory, slower).
+_MAX_DEPTH_MAP_VALUES = 1 << 25
 
 
 @dataclass
@@ -610,12 +613,22 @@ def _resampled_result(
         embedding = at_input(depth_embedding)  # (Kd, h, w)
         kernels = torch.stack([s.depth_kernel for s in survivors])  # (S, 2 + Kd)
         owners_in = keys_to_owner[keys]
-        depth_in = _depth_map(owners_in, survivors, embedding, st)
-        by_pixel = embedding.reshape(embedding.shape[0], -1).T.contiguous()  # (h*w, Kd)
+        pixels = image_size[0] * image_size[1]
+        if len(survivors) * pixels <= _MAX_DEPTH_MAP_VALUES:  # every segment's depth over the whole input
+            maps, _ = instance_depth_maps(embedding[None], kernels[None], st.mean_scale, st.range_scale)
+            every = maps.reshape(-1).clamp_(0.0, st.max_depth)  # (S * h * w,)
+            own = owners_in.clamp(min=0) * pixels + torch.arange(pixels, device=every.device).reshape(image_size)
+            depth_in = torch.where(owners_in >= 0, torch.take(every, own), 0.0)
 
-        def owner_depth_at(owner: Tensor, source: Tensor) -> Tensor:  # (Q,), (Q,) -> (Q,) metres
-            depth = pixel_depths(by_pixel[source], kernels[owner], st.mean_scale, st.range_scale)
-            return depth.clamp(0.0, st.max_depth)
+            def owner_depth_at(owner: Tensor, source: Tensor) -> Tensor:  # (Q,), (Q,) -> (Q,) metres
+                return torch.take(every, owner * pixels + source)
+        else:  # a large network input: each pixel under its own kernel only
+            depth_in = _depth_map(owners_in, survivors, embedding, st)
+            by_pixel = embedding.reshape(embedding.shape[0], -1).T.contiguous()  # (h*w, Kd)
+
+            def owner_depth_at(owner: Tensor, source: Tensor) -> Tensor:  # (Q,), (Q,) -> (Q,) metres
+                depth = pixel_depths(by_pixel[source], kernels[owner], st.mean_scale, st.range_scale)
+                return depth.clamp(0.0, st.max_depth)
 
         depth = upsample_segment_depth(depth_in, winner_out[border.rows, border.cols], border, owner_depth_at,
                                        output_size).clamp_(0.0, st.max_depth)  # weights sum to 1 +- rounding
