@@ -203,14 +203,15 @@ def test_argmax_combine_assigns_every_pixel_and_its_segments_depth() -> None:
 
 def test_paste_mode_leaves_void_where_nothing_is_placed() -> None:
     head = batch(Scene())
-    (pasted,) = run(head, config(depth_on=False, area_limit=5))  # auto -> paste; C (4 cells) is too small
+    # auto -> paste; C (4 output pixels, 64 at the 64x96 network input, where areas are counted) is too small
+    (pasted,) = run(head, config(depth_on=False, area_limit=65))
     expected = expected_panoptic()
     small = label_map() == NAMES.index("C")
     assert (pasted.panoptic[small] == VOID_PANOPTIC_ID).all() and (pasted.semantic[small] == VOID_CLASS).all()
     assert torch.equal(pasted.panoptic[~small], expected[~small])
     assert pasted.depth is None and all(math.isnan(s.mean_depth) for s in pasted.segments)
     assert 2000 not in {s.id for s in pasted.segments}
-    (argmaxed,) = run(head, config(depth_on=False, area_limit=5, mode="argmax"))
+    (argmaxed,) = run(head, config(depth_on=False, area_limit=65, mode="argmax"))
     assert (argmaxed.panoptic != VOID_PANOPTIC_ID).all()  # argmax leaves nothing void
 
 
