@@ -39,6 +39,7 @@ from . import messages as m
 from .frame_pipeline import OUTPUT_TYPES
 from .loading import ModelLoadError, build_pipeline
 from .params import PARAMETERS, NodeParams, ParameterError, validate
+from .tf_poses import TF_MESSAGE, TF_QOS_DEPTH, TF_STATIC_TOPIC, TF_TOPIC, TfPoseSource
 from .worker import Frame, FrameMailbox, FrameWorker
 
 NODE_NAME = "panopticdepth_node"
@@ -106,6 +107,8 @@ class PanopticDepthNode(LifecycleNode):
         self._label_info_pub = None
         self._diagnostics_pub = None
         self._inputs: list[object] = []
+        self._tf_inputs: list[object] = []  # /tf and /tf_static, while tracking is on and the node is active
+        self._poses: TfPoseSource | None = None  # camera poses for the tracker (configure .. cleanup)
         self._camera_info = None  # latest camera_info CDR bytes
         self._lifecycle_label = "unconfigured"
 
@@ -134,6 +137,8 @@ class PanopticDepthNode(LifecycleNode):
             # the subscription's message type is fixed until the next configure
             settings = dataclasses.replace(settings, compressed_input=current.compressed_input)
             self._worker.update_settings(settings)
+            if new.track:
+                self._subscribe_tf()  # tracking turned on while active: its poses need /tf from now on
         return SetParametersResult(successful=True)
 
     # ----------------------------------------------------------------------------------------- lifecycle
@@ -152,6 +157,9 @@ class PanopticDepthNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         logger.info(self._model.describe())
         params = self.node_params
+        self._poses = TfPoseSource(params.track_fixed_frame, params.track_tf_tolerance, distro=_distro(),
+                                   warn=self._warn, info=logger.info, warn_period=WARN_PERIOD_S)
+        self._pipeline.camera_poses = self._poses
         output_qos = _qos(params.output_qos_reliability, params.output_qos_depth)
         for suffix, typename in OUTPUT_TYPES.items():  # all of them: the publish_* toggles apply while running
             self._outputs[suffix] = self.create_lifecycle_publisher(_msg_class(typename), "~/" + suffix, output_qos)
@@ -183,10 +191,26 @@ class PanopticDepthNode(LifecycleNode):
             self.create_subscription(_msg_class(m.CAMERA_INFO), "camera_info", self._on_camera_info, input_qos,
                                      raw=True),
         ]
+        if params.track:
+            self._subscribe_tf()
         self._lifecycle_label = "active"
+        tf_topics = f", {TF_TOPIC} and {TF_STATIC_TOPIC} (camera poses for tracking)" if self._tf_inputs else ""
         self.get_logger().info(f"active: subscribed to {self._inputs[0].topic_name} and "
-                               f"{self._inputs[1].topic_name}")
+                               f"{self._inputs[1].topic_name}{tf_topics}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _subscribe_tf(self) -> None:
+        """/tf and /tf_static with tf2_ros's listener QoS (reliable, depth 100; /tf_static transient local, so the
+        latched static transforms arrive at once), fed to the pose source as raw CDR bytes."""
+        if self._tf_inputs or self._poses is None:
+            return
+        poses, tf_type = self._poses, _msg_class(TF_MESSAGE)
+        self._tf_inputs = [
+            self.create_subscription(tf_type, TF_TOPIC, lambda data: poses.add(data, static=False),
+                                     _qos("reliable", TF_QOS_DEPTH), raw=True),
+            self.create_subscription(tf_type, TF_STATIC_TOPIC, lambda data: poses.add(data, static=True),
+                                     _qos("reliable", TF_QOS_DEPTH, transient_local=True), raw=True),
+        ]
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
@@ -210,9 +234,9 @@ class PanopticDepthNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_processing(self) -> None:
-        for subscription in self._inputs:
+        for subscription in [*self._inputs, *self._tf_inputs]:
             self.destroy_subscription(subscription)
-        self._inputs = []
+        self._inputs, self._tf_inputs = [], []
         if self._worker is not None:
             if not self._worker.stop():
                 self.get_logger().warning("the worker is still finishing a frame; it will stop after it")
@@ -227,7 +251,7 @@ class PanopticDepthNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(publisher)
         self._outputs, self._label_info_pub, self._diagnostics_pub = {}, None, None
         device = getattr(self._model, "device", "cpu")
-        self._pipeline = self._model = None
+        self._pipeline = self._model = self._poses = None
         if str(device).startswith("cuda"):
             import torch
 
@@ -264,6 +288,8 @@ class PanopticDepthNode(LifecycleNode):
             values["device"] = self._model.device
             values["weights"] = str(self._model.weights)
         values["outputs with subscribers"] = " ".join(self._wanted()) or "none"
+        if self._poses is not None and self.node_params.track:
+            values.update(self._poses.diagnostics())
         return values
 
     def stop(self) -> None:

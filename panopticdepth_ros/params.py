@@ -79,6 +79,14 @@ def _path(v: str) -> str | None:
     return None if v == v.strip() else f"expected a path without leading or trailing spaces, got {v!r}"
 
 
+def _frame_id(v: str) -> str | None:
+    return None if not re.search(r"\s", v) else f"expected a tf frame id without spaces (or ''), got {v!r}"
+
+
+def _tf_tolerance(v: float) -> str | None:
+    return None if 0.0 <= v <= 5.0 else f"expected 0..5 seconds, got {v}"
+
+
 PARAMETERS: dict[str, Spec] = {
     # model
     "model_config": Spec("", "str", "model config YAML; '' = the config stored in `weights`, else the shipped "
@@ -113,6 +121,13 @@ PARAMETERS: dict[str, Spec] = {
                   "settings: the model config's TRACKER.*): ~/panoptic, ~/instance, ~/points, ~/overlay, ~/instances "
                   "and the detections keep an object's id and colour; false: ids renumbered 1..N per frame. Restarts "
                   "when time goes back or camera_info changes", restart=False),
+    "track_fixed_frame": Spec("", "str", "tf frame the tracker compares 3D positions in, with camera poses from /tf "
+                              "and /tf_static (e.g. 'odom' or 'map'), so the robot's own motion does not move still "
+                              "things; '' = the root of the image frame's tf tree (as `panopticdepth bag`). Frames "
+                              "without a transform go without the 3D cue", _frame_id),
+    "track_tf_tolerance": Spec(0.1, "float", "seconds an image stamp may lie past the newest (or before the oldest) "
+                               "/tf sample and still use that sample (tf2 never extrapolates; /tf for a stamp often "
+                               "arrives a little after the image)", _tf_tolerance),
     "rectify": Spec(False, "bool", "undistort raw images with camera_info's D, R and P before the network "
                     "(plumb_bob, rational_polynomial, equidistant; needs opencv-python-headless); outputs are then "
                     "in the rectified geometry, ~/depth/camera_info with P and zero D", restart=False),
@@ -179,6 +194,8 @@ class NodeParams:
     publish_detections: bool = True
     publish_detections_3d: bool = True
     track: bool = True
+    track_fixed_frame: str = ""
+    track_tf_tolerance: float = 0.1
     output_qos_reliability: str = "reliable"
     output_qos_depth: int = 1
     cloud_stride: int = 1

@@ -94,7 +94,8 @@ def test_only_the_node_needs_rclpy() -> None:
 
 @pytest.mark.parametrize("module", ["panopticdepth_ros.frame_pipeline", "panopticdepth_ros.worker",
                                     "panopticdepth_ros.params", "panopticdepth_ros.messages",
-                                    "panopticdepth_ros.conversions", "panopticdepth_ros.diagnostics"])
+                                    "panopticdepth_ros.conversions", "panopticdepth_ros.diagnostics",
+                                    "panopticdepth_ros.tf_poses"])
 def test_the_per_frame_path_does_not_import_torch(module: str) -> None:
     """What runs per frame beside the predictor is numpy only (importing torch costs the node ~1 s at start)."""
     assert _import_with_blocked([module], ["torch", "torchvision"]) == {}

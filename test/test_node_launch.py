@@ -30,12 +30,14 @@ import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import TransformStamped  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
@@ -110,6 +112,16 @@ def _camera_info(header: Header) -> CameraInfo:
     return info
 
 
+def _transform(parent: str, child: str, header: Header, x: float) -> TransformStamped:
+    """parent -> child, translated x metres along the parent's x axis, at the header's stamp."""
+    transform = TransformStamped()
+    transform.header = Header(stamp=header.stamp, frame_id=parent)
+    transform.child_frame_id = child
+    transform.transform.translation.x = x
+    transform.transform.rotation.w = 1.0
+    return transform
+
+
 class TestNodeOutputs(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
@@ -140,6 +152,10 @@ class TestNodeOutputs(unittest.TestCase):
         node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
         image_pub = node.create_publisher(Image, "/test/image", 1)
         info_pub = node.create_publisher(CameraInfo, "/test/camera_info", 1)
+        # camera poses for tracking: a latched mount base_link -> optical frame, and odom -> base_link per image
+        tf_static_pub = node.create_publisher(TFMessage, "/tf_static", latched)
+        tf_static_pub.publish(TFMessage(transforms=[_transform("base_link", FRAME_ID, _header(0, 0), 0.3)]))
+        tf_pub = node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
 
         sent: set[tuple[int, int]] = set()
         deadline = time.monotonic() + TIMEOUT_S
@@ -147,6 +163,7 @@ class TestNodeOutputs(unittest.TestCase):
         while time.monotonic() < deadline and min(len(v) for v in received.values()) < MESSAGES_PER_TOPIC:
             if time.monotonic() >= next_publish:
                 header = _header(1_700_000_000 + index, 1000 * index)
+                tf_pub.publish(TFMessage(transforms=[_transform("odom", "base_link", header, 0.5 * index)]))
                 info_pub.publish(_camera_info(header))
                 image_pub.publish(_image(header))
                 sent.add((header.stamp.sec, header.stamp.nanosec))
@@ -178,6 +195,15 @@ class TestNodeOutputs(unittest.TestCase):
         self.assertEqual(len(labels), 1, "~/label_info is published once, transient local")
         self.assertEqual(labels[0].class_map[0].class_name, "road")
         self.assertTrue(any(s.name == "panopticdepth_node: pipeline" for d in diagnostics for s in d.status))
+        # the node listens to /tf and /tf_static and its tracker used the poses, in the tree's root frame
+        for topic in ("/tf", "/tf_static"):
+            subscribers = [i.node_name for i in node.get_subscriptions_info_by_topic(topic)]
+            self.assertIn("panopticdepth_node", subscribers, topic)
+        values = [{kv.key: kv.value for kv in s.values} for d in diagnostics for s in d.status
+                  if s.name == "panopticdepth_node: pipeline"]
+        posed = [v for v in values if int(v.get("frames with a /tf pose", 0)) > 0]
+        self.assertTrue(posed, f"no frame got a camera pose from /tf: {values[-1] if values else 'no diagnostics'}")
+        self.assertEqual(posed[-1]["tracking frame"], "odom")
 
         client = node.create_client(GetState, "/panopticdepth_node/get_state")
         self.assertTrue(client.wait_for_service(timeout_sec=10.0))

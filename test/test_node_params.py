@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from test_tf_poses import tf_bytes, transform_stamped
 from tiny_model import TINY_NODE_MODEL, tiny_cfg, write_random_model
 
 from panopticdepth_core.inference import model_files
@@ -32,6 +33,7 @@ from panopticdepth_ros.params import (
     load_params_file,
     validate,
 )
+from panopticdepth_ros.tf_poses import TF_MESSAGE
 from panopticdepth_ros.worker import Frame, FrameMailbox, FrameWorker, WarningThrottle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,6 +83,7 @@ BAD_VALUES = [
     ("cloud_exclude_labels", [255]), ("cloud_exclude_labels", [3, -1]), ("cloud_exclude_labels", [True]),
     ("overlay_alpha", 1.5), ("marker_stride", 0), ("marker_lifetime", -1.0), ("diagnostics_period", 0.0),
     ("weights", " model.safetensors"), ("publish_points", 1), ("autostart", "true"), ("cloud_stride", True),
+    ("track_fixed_frame", "base link"), ("track_tf_tolerance", -0.1), ("track_tf_tolerance", 10.0),
 ]
 
 
@@ -494,7 +497,8 @@ class _FakeLifecycleNode:
 
     def create_subscription(self, msg_type, topic, callback, qos, raw=False):
         assert raw is True
-        subscription = SimpleNamespace(msg_type=msg_type, topic_name="/" + topic, callback=callback, qos=qos)
+        subscription = SimpleNamespace(msg_type=msg_type, topic_name=topic if topic.startswith("/") else "/" + topic,
+                                       callback=callback, qos=qos)
         self.subscriptions_made.append(subscription)
         return subscription
 
@@ -605,7 +609,7 @@ def fake_ros(monkeypatch: pytest.MonkeyPatch):
     module("rcl_interfaces.msg", ParameterDescriptor=lambda **kw: SimpleNamespace(**kw),
            SetParametersResult=lambda successful, reason="": SimpleNamespace(successful=successful, reason=reason))
     for typename in (m.IMAGE, m.CAMERA_INFO, m.COMPRESSED_IMAGE, m.POINT_CLOUD2, m.LABEL_INFO, m.MARKER_ARRAY,
-                     m.DIAGNOSTIC_ARRAY, m.DETECTION_2D_ARRAY, m.DETECTION_3D_ARRAY):
+                     m.DIAGNOSTIC_ARRAY, m.DETECTION_2D_ARRAY, m.DETECTION_3D_ARRAY, TF_MESSAGE):
         package, _, name = typename.split("/")
         if package not in sys.modules or f"{package}.msg" not in sys.modules:
             module(package)
@@ -646,14 +650,29 @@ def test_node_lifecycle_with_a_stand_in_rclpy(fake_ros, tiny_weights: Path) -> N
     assert len(topics["~/label_info"].sent) == 1  # latched once
     label_info = m.deserialize(topics["~/label_info"].sent[0], m.LABEL_INFO, m.get_store())
     assert label_info.class_map[0].class_name == "road"
-    image_sub, info_sub = node.subscriptions_made
+    image_sub, info_sub, tf_sub, tf_static_sub = node.subscriptions_made
     assert image_sub.msg_type == m.IMAGE and image_sub.qos.reliability == "best_effort" and image_sub.qos.depth == 1
+    # tf2_ros's listener QoS: reliable, depth 100; /tf_static transient local (latched)
+    assert (tf_sub.topic_name, tf_sub.msg_type, tf_sub.qos.durability) == ("/tf", TF_MESSAGE, "volatile")
+    assert (tf_static_sub.topic_name, tf_static_sub.qos.durability) == ("/tf_static", "transient_local")
+    assert {tf_sub.qos.reliability, tf_static_sub.qos.reliability, tf_sub.qos.depth} == {"reliable", 100}
     store = m.get_store()
+    stamp_ns = STAMP[0] * 1_000_000_000 + STAMP[1]
+    tf_static_sub.callback(tf_bytes(store, [transform_stamped(store, "base_link", FRAME_ID, np.eye(4), 0)]))
+    tf_sub.callback(tf_bytes(store, [transform_stamped(store, "odom", "base_link", np.eye(4), stamp_ns)]))
     topics["~/depth"].subscribers = 1
     topics["~/points"].subscribers = 1
     info_sub.callback(_camera_info_bytes(store, 48, 64))
     image_sub.callback(_image_bytes(store, 48, 64))
     assert _wait_for(lambda: topics["~/points"].sent and topics["/diagnostics"].sent)
+
+    def diagnostics() -> dict[str, str]:
+        status = m.deserialize(topics["/diagnostics"].sent[-1], m.DIAGNOSTIC_ARRAY, store).status[0]
+        return {kv.key: kv.value for kv in status.values}
+
+    assert _wait_for(lambda: diagnostics().get("frames with a /tf pose") == "1"), diagnostics()
+    assert diagnostics()["tracking frame"] == "odom"
+    assert any(level == "info" and "'odom'" in text for level, text in node.log)
     assert topics["~/overlay"].sent == []  # no subscriber: not computed
     depth = m.deserialize(topics["~/depth"].sent[0], m.IMAGE, store)
     assert (depth.encoding, depth.header.frame_id, depth.height, depth.width) == ("32FC1", FRAME_ID, 48, 64)

@@ -203,14 +203,15 @@ def test_argmax_combine_assigns_every_pixel_and_its_segments_depth() -> None:
 
 def test_paste_mode_leaves_void_where_nothing_is_placed() -> None:
     head = batch(Scene())
-    (pasted,) = run(head, config(depth_on=False, area_limit=5))  # auto -> paste; C (4 cells) is too small
+    # auto -> paste; C (4 output pixels, 64 at the 64x96 network input, where areas are counted) is too small
+    (pasted,) = run(head, config(depth_on=False, area_limit=65))
     expected = expected_panoptic()
     small = label_map() == NAMES.index("C")
     assert (pasted.panoptic[small] == VOID_PANOPTIC_ID).all() and (pasted.semantic[small] == VOID_CLASS).all()
     assert torch.equal(pasted.panoptic[~small], expected[~small])
     assert pasted.depth is None and all(math.isnan(s.mean_depth) for s in pasted.segments)
     assert 2000 not in {s.id for s in pasted.segments}
-    (argmaxed,) = run(head, config(depth_on=False, area_limit=5, mode="argmax"))
+    (argmaxed,) = run(head, config(depth_on=False, area_limit=65, mode="argmax"))
     assert (argmaxed.panoptic != VOID_PANOPTIC_ID).all()  # argmax leaves nothing void
 
 
@@ -331,3 +332,21 @@ def test_a_config_in_place_of_the_settings_gives_the_same_result() -> None:
     assert torch.equal(from_params.panoptic, from_cfg.panoptic) and torch.equal(from_params.depth, from_cfg.depth)
     with pytest.raises(TypeError, match="PostprocessParams"):
         postprocess(head, identity, identity, [IMAGE], [(H4, W4)], {"MODEL": {}})
+
+
+def test_depth_at_another_output_size_is_the_same_with_little_memory(monkeypatch) -> None:
+    import panopticdepth_core.modeling.postprocess as module
+
+    scene = Scene()
+    scene.depth_embedding[0] = torch.arange(H4, dtype=torch.float32)[:, None]  # depth varies inside segments
+    for params in scene.depth:
+        params[2] = 0.1
+    head = batch(scene)
+    for size in [(100, 150), (40, 60)]:
+        (whole_maps,) = run(head, config(depth_on=True), output_sizes=[size])
+        monkeypatch.setattr(module, "_MAX_DEPTH_MAP_VALUES", 0)  # per-pixel kernels instead of whole maps
+        (per_pixel,) = run(head, config(depth_on=True), output_sizes=[size])
+        monkeypatch.undo()
+        assert torch.equal(whole_maps.panoptic, per_pixel.panoptic)
+        assert torch.allclose(whole_maps.depth, per_pixel.depth, atol=1e-4)
+        assert whole_maps.depth.std() > 1.0  # not a constant that any branch would get right

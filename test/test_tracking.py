@@ -217,3 +217,22 @@ def test_a_frame_without_a_pose_in_a_posed_stream_drops_only_the_3d_cue():
         panoptic, depth, segments, keys = frame([("car", CAR, 10 + 2 * t, 20, 26 + 2 * t, 32, 10.0)], rng)
         result = tracker.update(panoptic, segments, depth, K, pose if with_pose else None, time=float(t))
         assert result.ids[keys["car"]] == CAR * 1000 + 1
+
+
+def test_a_stream_that_gains_poses_uses_the_world_frame_from_then_on():
+    """A live robot's first images come before its first /tf: frames 0-1 have no pose (camera still), then the
+    camera drives past the parked car with poses. The id carries over the switch, and from then on the world
+    frame holds the car although it jumps 20 pixels a frame; without the switch the posed frames would all go
+    without the 3D cue and the car would get a new id every frame."""
+    rng = np.random.default_rng(2)
+    tracker = InstanceTracker()
+    ids = []
+    for t in range(6):
+        moved = max(0, t - 2)  # the camera starts moving after frame 2
+        x0 = 70 - 20 * moved
+        panoptic, depth, segments, keys = frame([("car", CAR, x0, 20, x0 + 8, 28, 10.0)], rng)
+        pose = np.eye(4)
+        pose[0, 3] = 2.5 * moved
+        result = tracker.update(panoptic, segments, depth, K, pose if t >= 2 else None, time=float(t))
+        ids.append(result.ids[keys["car"]])
+    assert len(set(ids)) == 1, ids

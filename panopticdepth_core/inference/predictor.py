@@ -274,12 +274,13 @@ class Predictor:
                 # An object at z metres looks as large to this camera (fx_effective at the network input) as it
                 # would to the canonical camera at z * fx_canonical / fx_effective, which is what the network
                 # estimates: z = network depth * fx_effective / fx_canonical.
-                depth = (result.depth.float() * scaling.factor).cpu().numpy().astype(np.float32)
+                depth = result.depth.float()
+                depth = (depth * scaling.factor if scaling.factor != 1.0 else depth).cpu().numpy()
             predictions.append(
                 Prediction(
-                    panoptic=result.panoptic.cpu().numpy().astype(np.int32),
-                    semantic=result.semantic.cpu().numpy().astype(np.int32),
-                    instance=result.instance.cpu().numpy().astype(np.int32),
+                    panoptic=result.panoptic.cpu().numpy().astype(np.int32, copy=False),
+                    semantic=result.semantic.cpu().numpy().astype(np.int32, copy=False),
+                    instance=result.instance.cpu().numpy().astype(np.int32, copy=False),
                     depth=depth,
                     segments=_scaled_segments(result.segments, scaling.factor),
                     depth_scaling=scaling if result.depth is not None else None,

@@ -32,9 +32,29 @@ def instance_depth_maps(
     if depth_kernels.shape[-1] != kd + 2:
         raise ValueError(f"depth kernels have {depth_kernels.shape[-1]} values, expected 2 + {kd}")
     mean_logit, range_logit, weights = torch.split(depth_kernels, [1, 1, kd], dim=-1)
-    mean = torch.sigmoid(mean_logit) * mean_scale  # (B, N, 1)
-    spread = torch.sigmoid(range_logit) * range_scale  # (B, N, 1)
     relative = torch.matmul(weights, depth_embedding.reshape(batch, kd, height * width))  # (B, N, h*w)
-    relative = torch.sigmoid(relative) * 2.0 - 1.0
-    depth = torch.relu(mean + spread * relative)  # (B, N, h*w)
+    depth, mean = _depth(mean_logit, range_logit, relative, mean_scale, range_scale)  # (B, N, h*w), (B, N, 1)
     return depth.reshape(batch, -1, height, width), mean.squeeze(-1)
+
+
+def pixel_depths(embedding: Tensor, depth_kernels: Tensor, mean_scale: float = 44.0, range_scale: float = 88.0
+                 ) -> Tensor:
+    """Depth of P pixels, each under its own kernel: embedding rows (P, Kd), kernels (P, 2 + Kd) -> (P,) metres.
+
+    The same map as ``instance_depth_maps`` for one pixel per kernel, as a row-wise product (a batch of 1x1
+    matrix products is many times slower on the CPU).
+    """
+    kd = embedding.shape[-1]
+    if depth_kernels.shape[-1] != kd + 2:
+        raise ValueError(f"depth kernels have {depth_kernels.shape[-1]} values, expected 2 + {kd}")
+    relative = (depth_kernels[:, 2:] * embedding).sum(1)
+    depth, _ = _depth(depth_kernels[:, 0], depth_kernels[:, 1], relative, mean_scale, range_scale)
+    return depth
+
+
+def _depth(mean_logit: Tensor, range_logit: Tensor, relative_logit: Tensor, mean_scale: float, range_scale: float
+           ) -> tuple[Tensor, Tensor]:
+    """D = ReLU(mu + r * (2 * sigmoid(w . E) - 1)) from its three logits (broadcasting); also returns mu."""
+    mean = torch.sigmoid(mean_logit) * mean_scale
+    spread = torch.sigmoid(range_logit) * range_scale
+    return torch.relu(mean + spread * (torch.sigmoid(relative_logit) * 2.0 - 1.0)), mean

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import CfgNode
-from .instance_depth import instance_depth_maps
+from .instance_depth import instance_depth_maps, pixel_depths
+from .label_upsampling import upsample_segment_depth, upsample_segment_maps
 from .settings import PostprocessParams, as_params
 from .types import (
     LABEL_DIVISOR,
@@ -50,6 +51,9 @@ STUFF_REGION_MIN_PROB = 0.4
 THING_MIN_SCORE = 0.05
 #: How many full-resolution thing maps are held at once while combining (bounds memory at large output sizes).
 _CHUNK = 8
+#: Up to this many values (segments x network-input pixels, 128 MiB of float32), depths at another output size
+#: are read from every segment's whole depth map; beyond it, computed pixel by pixel (less memory, slower).
+_MAX_DEPTH_MAP_VALUES = 1 << 25
 
 
 @dataclass
@@ -265,6 +269,7 @@ class _Survivor:
     score: float
     depth_kernel: Tensor | None
     kernel: Tensor | None = None  # (E,) things' projected mask kernel, kept for tracking
+    source: int = -1  # its row in the thing (or stuff) candidates
 
 
 def _axis_window(first: int, last: int, stride: int, image: int, output: int) -> tuple[int, int]:
@@ -298,6 +303,16 @@ def _mask_windows(probs: Tensor, threshold: float, stride: int, image_size, outp
     return windows
 
 
+def _first_argmax(values: Tensor) -> Tensor:
+    """(M, P) -> (P,) int64 index of each column's first maximum (``argmax(0)``, which is several times slower
+    on the CPU for a reduction over the leading dimension)."""
+    best = values[0].clone()
+    winner = torch.zeros(values.shape[1], dtype=torch.long, device=values.device)
+    for row in range(1, values.shape[0]):
+        _argmax_step(best, winner, values[row], row)
+    return winner
+
+
 def _argmax_step(best: Tensor, winner: Tensor, prob: Tensor, index: int) -> None:
     """One step of a running argmax over maps (in place); strict > keeps the first maximum, like argmax."""
     better = prob > best
@@ -327,9 +342,9 @@ def _combine(
     winner = torch.full(output_size, -1, dtype=torch.long, device=device) if argmax else None
     survivors: list[_Survivor] = []
 
-    def admit(prob: Tensor, category: int, is_thing: bool, score: float, depth: Tensor | None,
+    def admit(prob: Tensor, category: int, is_thing: bool, score: float, depth: Tensor | None, source: int,
               kernel: Tensor | None = None) -> int:
-        survivors.append(_Survivor(category, is_thing, score, depth, kernel))
+        survivors.append(_Survivor(category, is_thing, score, depth, kernel, source))
         if argmax:
             _argmax_step(best, winner, prob, len(survivors) - 1)
         return len(survivors) - 1
@@ -345,7 +360,7 @@ def _combine(
         if (area - int(torch.count_nonzero(mask))) / area > st.overlap_threshold:
             continue
         depth = things.depth_kernels[i] if things.depth_kernels is not None else None
-        index = admit(prob, int(things.classes[i]), True, float(things.scores[i]), depth, things.kernels[i])
+        index = admit(prob, int(things.classes[i]), True, float(things.scores[i]), depth, i, things.kernels[i])
         pasted[y0:y1, x0:x1].masked_fill_(mask, index)
 
     if stuff_probs.shape[0]:
@@ -361,7 +376,7 @@ def _combine(
             if category >= first_thing or area == 0 or area < st.stuff_min_area:
                 continue
             depth = stuff.depth_kernels[u] if stuff.depth_kernels is not None else None
-            index = admit(stuff_up[u], category, False, float(stuff.scores[u]), depth)
+            index = admit(stuff_up[u], category, False, float(stuff.scores[u]), depth, u)
             pasted.masked_fill_((label == u) & free, index)
     return (winner if argmax else pasted), survivors
 
@@ -379,23 +394,19 @@ def _depth_map(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, st
     for top in range(0, height, rows):
         index = winner[top : top + rows].reshape(-1)  # (P,)
         pixels = embedding[:, top : top + rows].reshape(kd, -1).T  # (P, Kd)
-        values, _ = instance_depth_maps(
-            pixels.reshape(-1, kd, 1, 1), kernels[index.clamp(min=0)][:, None], st.mean_scale, st.range_scale
-        )  # (P, 1, 1, 1)
-        depth[top : top + rows] = torch.where(index >= 0, values.reshape(-1), 0.0).reshape(-1, width)
+        values = pixel_depths(pixels, kernels[index.clamp(min=0)], st.mean_scale, st.range_scale)  # (P,)
+        depth[top : top + rows] = torch.where(index >= 0, values, 0.0).reshape(-1, width)
     return depth.clamp(0.0, st.max_depth)
 
 
 def _result(winner: Tensor, survivors: list[_Survivor], depth: Tensor | None) -> PanopticResult:
     """Encode the winner map; drops segments that won no pixel and numbers things 1..N by score."""
     count = len(survivors)
-    valid = winner >= 0
-    flat = winner.clamp(min=0).reshape(-1)
-    areas = torch.bincount(winner[valid], minlength=count)
+    index = (winner + 1).reshape(-1)  # 0 = void, 1 + i = survivor i
+    areas = torch.bincount(index, minlength=count + 1)[1:]
     depth_sums = None
     if depth is not None:
-        depth_sums = torch.zeros(count, dtype=torch.float64, device=winner.device)
-        depth_sums.index_add_(0, flat[valid.reshape(-1)], depth.reshape(-1)[valid.reshape(-1)].double())
+        depth_sums = torch.bincount(index, weights=depth.reshape(-1).double(), minlength=count + 1)[1:]
     panoptic_ids, categories, instances, segments = [], [], [], []
     next_instance = 1
     for i, (surv, area) in enumerate(zip(survivors, areas.tolist())):
@@ -412,8 +423,8 @@ def _result(winner: Tensor, survivors: list[_Survivor], depth: Tensor | None) ->
                                     mean_depth, embedding))
 
     def lookup(values: list[int], void: int) -> Tensor:
-        table = torch.tensor(values, dtype=torch.int32, device=winner.device)
-        return torch.where(valid, table[winner.clamp(min=0)], torch.full_like(winner, void, dtype=torch.int32))
+        table = torch.tensor([void, *values], dtype=torch.int32, device=winner.device)
+        return torch.take(table, index).reshape(winner.shape)
 
     return PanopticResult(
         panoptic=lookup(panoptic_ids, VOID_PANOPTIC_ID),
@@ -527,11 +538,98 @@ def _postprocess_one(
 
     if thing_probs.shape[0] == 0 and stuff_probs.shape[0] == 0:
         return empty_result(*output_size, with_depth=st.depth_on, device=embedding.device)
+    depth_embedding = head.depth_embedding[index, :, :rows, :cols].float() if st.depth_on else None
+    if tuple(output_size) != tuple(image_size):
+        return _resampled_result(things, thing_probs, stuff, stuff_probs, depth_embedding, first_thing, image_size,
+                                 output_size, st)
     winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, output_size, st)
     if not survivors:
         return empty_result(*output_size, with_depth=st.depth_on, device=embedding.device)
     depth = None
     if st.depth_on:
-        depth_embedding = head.depth_embedding[index, :, :rows, :cols].float()
         depth = _depth_map(winner, survivors, _to_output(depth_embedding, stride, image_size, output_size), st)
     return _result(winner, survivors, depth)
+
+
+def _resampled_result(
+    things: _Candidates,
+    thing_probs: Tensor,
+    stuff: _Candidates,
+    stuff_probs: Tensor,
+    depth_embedding: Tensor | None,
+    first_thing: int,
+    image_size: tuple[int, int],
+    output_size: tuple[int, int],
+    st: PostprocessParams,
+) -> PanopticResult:
+    """The result at an output size other than the network input's (a camera's resolution).
+
+    Segments are chosen at the network input's resolution (areas, overlaps and STUFF_AREA_LIMIT in its pixels,
+    which is what the config's values mean); the label map at the output size is then the same per-pixel rule over
+    the same segments' bilinearly resampled maps, evaluated only where the rule can change (see
+    ``label_upsampling``), and the depth is each pixel's own segment's depth resampled.
+    """
+    stride = st.common_stride
+    winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, image_size, st)
+    if not survivors:
+        return empty_result(*output_size, with_depth=st.depth_on, device=stuff_probs.device)
+
+    def at_input(maps: Tensor) -> Tensor:  # (N, h4, w4) stride-4 maps -> (N, *image_size)
+        if maps.shape[0] == 0:
+            return maps.new_zeros(0, *image_size)
+        return _to_output(maps, stride, image_size, image_size)
+
+    admitted = torch.tensor([s.source for s in survivors if s.is_thing], dtype=torch.long, device=winner.device)
+    thing_maps = at_input(thing_probs[admitted])  # (T, h, w) in survivor order
+    if st.combine_mode == "argmax":
+        stuff_rows = torch.tensor([s.source for s in survivors if not s.is_thing], dtype=torch.long,
+                                  device=winner.device)
+        maps = torch.cat([thing_maps, at_input(stuff_probs[stuff_rows])])
+        keys_to_owner = torch.arange(len(survivors), device=winner.device)
+
+        def decide(values: Tensor) -> Tensor:  # (S, P) -> (P,): the first maximum, as the running argmax
+            return _first_argmax(values)
+    else:
+        count = thing_maps.shape[0]
+        maps = torch.cat([thing_maps, at_input(stuff_probs)])
+        stuff_owner = torch.full((max(stuff_probs.shape[0], 1),), -1, dtype=torch.long, device=winner.device)
+        for i, survivor in enumerate(survivors):
+            if not survivor.is_thing:
+                stuff_owner[survivor.source] = i
+        keys_to_owner = torch.cat([torch.arange(count, device=winner.device), stuff_owner])
+
+        def decide(values: Tensor) -> Tensor:  # (T + U, P) -> (P,): the first thing over the mask threshold, else
+            key = count + (_first_argmax(values[count:]) if values.shape[0] > count  # the stuff argmax (key
+                           else values.new_zeros(values.shape[1], dtype=torch.long))  # count + u)
+            for thing in range(count - 1, -1, -1):  # the first thing over the threshold wins
+                key.masked_fill_(values[thing] > st.mask_threshold, thing)
+            return key
+
+    keys = decide(maps.reshape(maps.shape[0], -1)).reshape(image_size)
+    keys_out, border, _ = upsample_segment_maps(keys, decide, maps, output_size)
+    winner_out = keys_to_owner[keys_out]
+    depth = None
+    if depth_embedding is not None:
+        embedding = at_input(depth_embedding)  # (Kd, h, w)
+        kernels = torch.stack([s.depth_kernel for s in survivors])  # (S, 2 + Kd)
+        owners_in = keys_to_owner[keys]
+        pixels = image_size[0] * image_size[1]
+        if len(survivors) * pixels <= _MAX_DEPTH_MAP_VALUES:  # every segment's depth over the whole input
+            maps, _ = instance_depth_maps(embedding[None], kernels[None], st.mean_scale, st.range_scale)
+            every = maps.reshape(-1).clamp_(0.0, st.max_depth)  # (S * h * w,)
+            own = owners_in.clamp(min=0) * pixels + torch.arange(pixels, device=every.device).reshape(image_size)
+            depth_in = torch.where(owners_in >= 0, torch.take(every, own), 0.0)
+
+            def owner_depth_at(owner: Tensor, source: Tensor) -> Tensor:  # (Q,), (Q,) -> (Q,) metres
+                return torch.take(every, owner * pixels + source)
+        else:  # a large network input: each pixel under its own kernel only
+            depth_in = _depth_map(owners_in, survivors, embedding, st)
+            by_pixel = embedding.reshape(embedding.shape[0], -1).T.contiguous()  # (h*w, Kd)
+
+            def owner_depth_at(owner: Tensor, source: Tensor) -> Tensor:  # (Q,), (Q,) -> (Q,) metres
+                depth = pixel_depths(by_pixel[source], kernels[owner], st.mean_scale, st.range_scale)
+                return depth.clamp(0.0, st.max_depth)
+
+        depth = upsample_segment_depth(depth_in, winner_out[border.rows, border.cols], border, owner_depth_at,
+                                       output_size).clamp_(0.0, st.max_depth)  # weights sum to 1 +- rounding
+    return _result(winner_out, survivors, depth)

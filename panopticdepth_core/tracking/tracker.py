@@ -138,7 +138,8 @@ class InstanceTracker:
 
         ``segments``: the frame's segments (scores, ``embedding`` = mask kernels) and ``depth`` (H, W) metres with
         ``K`` (3, 3): the appearance and 3D cues; ``camera_to_world`` (4, 4): the camera pose, when known (a
-        frame without one, in a stream that has them, or the other way round, goes without the 3D cue);
+        frame without one in a stream that has them goes without the 3D cue; a stream that gains poses after its
+        first frames moves to the world frame, the tracks' old positions forgotten);
         ``time``: seconds (e.g. the header stamp; None: one unit per frame). Time going back resets the tracker.
         ``instance``: the frame's instance map (non-zero exactly on thing pixels, as the predictor returns it):
         only those pixels are then relabelled, which is cheaper at camera resolutions; the returned maps are the same.
@@ -150,6 +151,13 @@ class InstanceTracker:
             self.reset()
             reset = True
         posed = camera_to_world is not None
+        if posed and self._posed is False:
+            # Poses became known after the first frames (a live robot's /tf arrives after its first images):
+            # switch to the world frame for good. The tracks' camera-frame positions mean nothing there, so they
+            # are forgotten; each track's 3D cue returns when it is next seen. Ids carry on.
+            for track in self.tracks:
+                track.position, track.velocity3d = np.full(3, np.nan), np.zeros(3)
+            self._posed = True
         if self._posed is None:
             self._posed = posed
         if posed != self._posed:  # positions would be in another frame than the tracks': leave the 3D cue out

@@ -237,7 +237,8 @@ def run_bag(
             log(model.describe())
         pipeline.settings.compressed_input = compressed
         if pipeline.settings.track and pipeline.camera_poses is None:
-            pipeline.camera_poses, note = camera_pose_lookup(reader, pipeline.store)
+            pipeline.camera_poses, note = camera_pose_lookup(reader, pipeline.store, params.track_fixed_frame,
+                                                             params.track_tf_tolerance)
             if note:
                 summary.notes.append(note)
                 log(note)
@@ -262,15 +263,19 @@ def run_bag(
     return summary
 
 
-def camera_pose_lookup(reader, store) -> tuple[Callable | None, str | None]:
-    """(header -> pose of its frame in the root of its tf tree, or None; a note for the summary) from the bag's
-    /tf and /tf_static, for tracking in a fixed frame while the camera moves. (None, None) without tf."""
+def camera_pose_lookup(reader, store, fixed_frame: str = "", tolerance_s: float = 0.1
+                       ) -> tuple[Callable | None, str | None]:
+    """(header -> pose of its frame in ``fixed_frame``, '' = the root of its tf tree, or None; a note for the
+    summary) from the bag's /tf and /tf_static, for tracking in a fixed frame while the camera moves (the node's
+    ``track_fixed_frame`` and ``track_tf_tolerance``). (None, None) without tf."""
     from .tf_buffer import TfBuffer, TransformError
 
     conns = [c for c in reader.connections if c.msgtype == TF_MESSAGE]
     if not conns:
         return None, None
-    tf = TfBuffer(tolerance_ns=100_000_000)  # 0.1 s: a pose a little past the last /tf sample still counts
+    fixed_frame = fixed_frame.strip().lstrip("/")
+    # 0.1 s by default: a pose a little past the last /tf sample still counts
+    tf = TfBuffer(tolerance_ns=round(tolerance_s * 1e9))
     try:
         for connection, _, data in read_messages(reader, conns):
             tf.add_tf_message(m.deserialize(data, TF_MESSAGE, store), static=connection.topic == TF_STATIC_TOPIC)
@@ -282,7 +287,7 @@ def camera_pose_lookup(reader, store) -> tuple[Callable | None, str | None]:
         then leaves that frame's 3D cue out."""
         frame = str(header.frame_id)
         try:
-            root = tf.root(frame)
+            root = fixed_frame or tf.root(frame)
             if root == frame.lstrip("/"):
                 return None
             stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
@@ -290,7 +295,8 @@ def camera_pose_lookup(reader, store) -> tuple[Callable | None, str | None]:
         except TransformError:
             return None
 
-    return lookup, "tracking compares positions in the root frame of the image's /tf tree (camera motion removed)"
+    where = f"frame {fixed_frame!r}" if fixed_frame else "the root frame of the image's /tf tree"
+    return lookup, f"tracking compares positions in {where} (camera motion removed)"
 
 
 def _convert(reader, writer, pipeline: FramePipeline, image_conns, info_conns, wanted: list[str], namespace: str,

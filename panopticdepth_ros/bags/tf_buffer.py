@@ -138,12 +138,30 @@ class _Edge:
     translations: list[np.ndarray] = field(default_factory=list)
     quaternions: list[np.ndarray] = field(default_factory=list)
     _sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    newest: int | None = None  # the newest stamp
 
     def add(self, stamp_ns: int, translation: np.ndarray, quaternion: np.ndarray) -> None:
-        self.stamps.append(int(stamp_ns))
+        stamp = int(stamp_ns)
+        self.newest = stamp if self.newest is None else max(self.newest, stamp)
+        self.stamps.append(stamp)
         self.translations.append(translation)
         self.quaternions.append(quaternion)
         self._sorted = None
+
+    def prune(self, cache_ns: int) -> None:
+        """Drop the samples more than ``cache_ns`` older than the newest (tf2's cache rule). Samples arrive nearly
+        in time order, so the oldest ones lead the lists: they go from the front; one that came late stays until
+        the ones before it have gone (at most one window longer), which keeps the memory bounded."""
+        stamps = self.stamps
+        if self.newest is None:
+            return
+        horizon = self.newest - int(cache_ns)
+        count = 0
+        while count < len(stamps) - 1 and stamps[count] < horizon:
+            count += 1
+        if count:
+            del self.stamps[:count], self.translations[:count], self.quaternions[:count]
+            self._sorted = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._sorted is None:
@@ -158,10 +176,18 @@ class TfBuffer:
 
     ``tolerance_ns``: how far before the first or after the last /tf sample of an edge a lookup may still use
     that sample (recorded /tf often starts a little after the first image).
+
+    ``cache_ns``: None (a recording, read whole) keeps every sample. A number (a live robot; tf2's default cache
+    is 10 s) bounds the memory: each /tf edge keeps only the samples within ``cache_ns`` of its newest, and a
+    sample older than that window means time went back (a bag played again, a clock reset), so the edge starts
+    over from it, as tf2_ros clears its buffer when ROS time jumps back. Static edges are always kept.
     """
 
-    def __init__(self, tolerance_ns: int = 0) -> None:
+    def __init__(self, tolerance_ns: int = 0, cache_ns: int | None = None) -> None:
         self.tolerance_ns = int(tolerance_ns)
+        if cache_ns is not None and int(cache_ns) <= 0:
+            raise ValueError(f"cache_ns must be > 0 (or None: keep everything), got {cache_ns}")
+        self.cache_ns = None if cache_ns is None else int(cache_ns)
         self._edges: dict[str, _Edge] = {}
 
     # -------------------------------------------------------------------------------------- filling
@@ -180,10 +206,20 @@ class TfBuffer:
             raise ValueError(f"transform {parent} -> {child}: non-finite translation or zero quaternion")
         q = q / norm
         edge = self._edges.get(child)
-        if edge is None or edge.parent != parent or edge.static != static or static:
+        cache = self.cache_ns
+        time_went_back = (cache is not None and edge is not None and not static and not edge.static
+                          and edge.newest is not None and int(stamp_ns) < edge.newest - cache)
+        if edge is None or edge.parent != parent or edge.static != static or static or time_went_back:
             edge = _Edge(parent=parent, static=static)  # a new parent (or static re-publication) replaces the old
             self._edges[child] = edge
         edge.add(0 if static else stamp_ns, t, q)
+        if cache is not None and not static:
+            edge.prune(cache)
+
+    def samples(self, child: str) -> int:
+        """How many samples the edge to ``child`` holds (0 when there is none): what the cache window bounds."""
+        edge = self._edges.get(_frame(child))
+        return 0 if edge is None else len(edge.stamps)
 
     def add_tf_message(self, msg, static: bool = False) -> int:
         """Add every TransformStamped of a tf2_msgs/TFMessage; returns how many were added."""
@@ -209,6 +245,12 @@ class TfBuffer:
     def root(self, frame: str) -> str:
         """The root of ``frame``'s tree (``frame`` itself when it has no parent), e.g. ``odom`` or ``map``."""
         return self._chain(_frame(frame))[-1]
+
+    def has_dynamic_edge(self, frame: str) -> bool:
+        """Whether a /tf (not static) edge lies between ``frame`` and its root: only then can the root's frame
+        see the camera move."""
+        chain = self._chain(_frame(frame))
+        return any(not self._edges[child].static for child in chain[:-1])
 
     def _chain(self, frame: str) -> list[str]:
         """``frame`` and its ancestors up to the root."""
