@@ -108,8 +108,9 @@ def colorize_panoptic(semantic: np.ndarray, instance: np.ndarray,
         raise ValueError(f"semantic {semantic.shape} and instance {instance.shape} must be the same (H, W) shape")
     if semantic.size == 0:
         return np.zeros((*semantic.shape, 3), np.uint8)
+    integers = semantic.dtype.kind in "iub" and instance.dtype.kind in "iub"  # shifts and ors need integers
     sem_in_range = semantic.min() >= 0 and semantic.max() < 256
-    if sem_in_range and instance.max() < _LUT_INSTANCES:
+    if integers and sem_in_range and instance.max() < _LUT_INSTANCES:
         # codes = class * 1024 + max(instance, 0) (two in-place passes), then one 4-byte table gather; the codes
         # are built as intp because take() converts any other index type first (int32 codes: 2.5x slower)
         codes = np.left_shift(semantic, 10, dtype=np.intp)
