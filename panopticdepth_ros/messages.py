@@ -267,9 +267,10 @@ def depth_image_bytes(store, header, depth: np.ndarray) -> bytes:
 
     def fill(out: np.ndarray) -> None:
         np.copyto(out, depth)
-        with np.errstate(invalid="ignore"):
-            no_estimate = ~((depth > 0) & (depth < np.inf))  # NaN fails both
-        np.copyto(out, np.float32(np.nan), where=no_estimate)
+        # no estimate: <= 0, NaN or inf, i.e. the bits as an unsigned integer, less one, are not below
+        # 0x7F7FFFFF (positive finite floats are 0x00000001..0x7F7FFFFF); two passes instead of four
+        bits = np.subtract(depth.view("<u4"), np.uint32(1))
+        out[bits >= np.uint32(0x7F7FFFFF)] = np.float32(np.nan)
 
     return serialized_image(store, header, depth.shape, "<f4", "32FC1", fill)
 

@@ -143,8 +143,9 @@ def segment_boundaries(labels: np.ndarray) -> np.ndarray:
     labels = _as_numpy(labels)
     if labels.ndim == 3:  # colours: pack channels into one integer per pixel
         labels = labels.astype(np.int64) @ (256 ** np.arange(labels.shape[2], dtype=np.int64))
-    edges = np.zeros(labels.shape[:2], dtype=bool)
-    edges[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edges = np.empty(labels.shape[:2], dtype=bool)
+    np.not_equal(labels[:, :-1], labels[:, 1:], out=edges[:, :-1])  # right neighbour, written in place
+    edges[:, -1:] = False
     edges[:-1, :] |= labels[:-1, :] != labels[1:, :]
     return edges
 
