@@ -173,11 +173,13 @@ def fill_cloud(
     ray_x, ray_y = pixel_rays(K, height, width, stride)
     out_h, out_w = ray_y.shape[0], ray_x.shape[0]
     depth_s = depth[::stride, ::stride]  # (h', w') view
-    valid = valid_depth_mask(depth_s, max_depth)
-    if labels is not None and len(exclude_labels):
-        valid &= ~np.isin(labels[::stride, ::stride], np.asarray(exclude_labels))
-    valid_count = int(np.count_nonzero(valid))
-    count = out_h * out_w if organized else valid_count
+    valid = None  # (h', w') bool; an organized cloud without excluded labels finds it block by block, in cache
+    if not organized or (labels is not None and len(exclude_labels)):
+        valid = valid_depth_mask(depth_s, max_depth)
+        if labels is not None and len(exclude_labels):
+            valid &= ~np.isin(labels[::stride, ::stride], np.asarray(exclude_labels))
+    count = out_h * out_w if organized else int(np.count_nonzero(valid))
+    valid_count = 0
 
     if out is None:
         out = np.empty(count, dtype=dtype)
@@ -197,7 +199,8 @@ def fill_cloud(
         row1 = min(out_h, row0 + block_rows)
         rows = row1 - row0
         full_rows = slice(row0 * stride, (row1 - 1) * stride + 1, stride)  # the block's rows at full resolution
-        block_valid = valid[row0:row1]
+        block_valid = valid_depth_mask(depth_s[row0:row1], max_depth) if valid is None else valid[row0:row1]
+        valid_count += int(np.count_nonzero(block_valid))
         x, y, z = planes[0, :rows], planes[1, :rows], planes[2, :rows]
         rgb = planes[3, :rows].view("<u4")
         np.copyto(z, depth_s[row0:row1], casting="same_kind")
