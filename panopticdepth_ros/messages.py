@@ -11,7 +11,6 @@ where there is no estimate (REP 118/117); ~/overlay rgb8.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import math
 import struct
@@ -456,11 +455,13 @@ def _pythonapi():
     if sys.implementation.name != "cpython":
         return None
     try:
-        new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
-        new_bytes.restype, new_bytes.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t)
-        as_string = ctypes.pythonapi.PyBytes_AsString
-        as_string.restype, as_string.argtypes = ctypes.c_void_p, (ctypes.py_object,)
-    except (AttributeError, OSError):
+        import ctypes
+
+        # our own prototypes (PYFUNCTYPE: called with the GIL held), not the shared ctypes.pythonapi attributes
+        new_bytes = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_ssize_t)(
+            ("PyBytes_FromStringAndSize", ctypes.pythonapi))
+        as_string = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object)(("PyBytes_AsString", ctypes.pythonapi))
+    except (ImportError, AttributeError, OSError):
         return None
     return new_bytes, as_string
 
