@@ -355,7 +355,8 @@ def test_depth_at_another_output_size_is_the_same_with_little_memory(monkeypatch
 @pytest.mark.parametrize("size", [(100, 150), (40, 60), (47, 71), (16, 24)])
 def test_segment_areas_and_mean_depths_match_the_output_maps(size) -> None:
     scene = Scene()
-    scene.depth_embedding[0] = torch.arange(H4, dtype=torch.float32)[:, None]  # depth varies inside segments
+    rows, cols = torch.arange(H4, dtype=torch.float32)[:, None], torch.arange(W4, dtype=torch.float32)[None, :]
+    scene.depth_embedding[0] = rows + 0.7 * cols  # depth varies inside segments, along both axes
     for params in scene.depth:
         params[2] = 0.1
     for mode in ("argmax", "paste"):
