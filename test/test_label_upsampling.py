@@ -92,3 +92,18 @@ def test_axis_taps_reproduce_interpolate(out_len, in_len) -> None:
     ours = signal[taps.first] * (1 - taps.weight) + signal[taps.second] * taps.weight
     reference = F.interpolate(signal[None, None, :, None], size=(out_len, 1), mode="bilinear", align_corners=False)
     assert torch.allclose(ours, reference[0, 0, :, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_opencv_and_torch_block_copies_agree(size, monkeypatch) -> None:
+    import panopticdepth_core.modeling.label_upsampling as module
+
+    maps = smooth_maps(7, 5)
+    keys = maps.reshape(7, -1).argmax(0).reshape(INPUT)
+    table = torch.arange(7) * 1000 + 3
+    fast, _, _ = upsample_segment_maps(keys, argmax_rule, maps, size, table=table)
+    monkeypatch.setattr(module, "CV2_NEAREST", False)
+    gathered, _, _ = upsample_segment_maps(keys, argmax_rule, maps, size, table=table)
+    assert fast.dtype == gathered.dtype == torch.int64
+    assert torch.equal(fast, gathered)
+    assert torch.equal(fast, table[brute_force(argmax_rule, maps, size)])

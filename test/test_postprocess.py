@@ -350,3 +350,19 @@ def test_depth_at_another_output_size_is_the_same_with_little_memory(monkeypatch
         assert torch.equal(whole_maps.panoptic, per_pixel.panoptic)
         assert torch.allclose(whole_maps.depth, per_pixel.depth, atol=1e-4)
         assert whole_maps.depth.std() > 1.0  # not a constant that any branch would get right
+
+
+@pytest.mark.parametrize("size", [(100, 150), (40, 60), (47, 71), (16, 24)])
+def test_segment_areas_and_mean_depths_match_the_output_maps(size) -> None:
+    scene = Scene()
+    rows, cols = torch.arange(H4, dtype=torch.float32)[:, None], torch.arange(W4, dtype=torch.float32)[None, :]
+    scene.depth_embedding[0] = rows + 0.7 * cols  # depth varies inside segments, along both axes
+    for params in scene.depth:
+        params[2] = 0.1
+    for mode in ("argmax", "paste"):
+        (result,) = run(batch(scene), config(depth_on=True, mode=mode), output_sizes=[size])
+        assert result.segments
+        for segment in result.segments:
+            pixels = result.panoptic == segment.id
+            assert segment.area == int(pixels.sum())
+            assert segment.mean_depth == pytest.approx(float(result.depth[pixels].double().mean()), rel=1e-5)

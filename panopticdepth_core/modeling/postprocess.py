@@ -22,16 +22,17 @@ are computed; images where nothing survives return all-void results instead of f
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import CfgNode
 from .instance_depth import instance_depth_maps, pixel_depths
-from .label_upsampling import upsample_segment_depth, upsample_segment_maps
+from .label_upsampling import copy_blocks, segment_totals, upsample_segment_depth, upsample_segment_maps
 from .settings import PostprocessParams, as_params
 from .types import (
     LABEL_DIVISOR,
@@ -399,17 +400,40 @@ def _depth_map(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, st
     return depth.clamp(0.0, st.max_depth)
 
 
-def _result(winner: Tensor, survivors: list[_Survivor], depth: Tensor | None) -> PanopticResult:
-    """Encode the winner map; drops segments that won no pixel and numbers things 1..N by score."""
+def _segment_sums(index: Tensor, length: int, weights: Tensor | None = None) -> list[float]:
+    """Per-value count (or sum of ``weights``, in float64) of a flat int64 index in [0, length).
+
+    On the CPU through NumPy, whose bincount makes one pass; torch's scans for the minimum and maximum first and
+    takes twice as long on a camera-sized map.
+    """
+    if index.device.type == "cpu":
+        values = None if weights is None else weights.numpy()
+        return np.bincount(index.numpy(), weights=values, minlength=length).tolist()
+    values = None if weights is None else weights.double()
+    return torch.bincount(index, weights=values, minlength=length).tolist()
+
+
+def _result(winner: Tensor, survivors: list[_Survivor], depth: Tensor | None, index: Tensor | None = None,
+            render: Callable[[Tensor], Tensor] | None = None, totals: tuple[Tensor, Tensor | None] | None = None,
+            ) -> PanopticResult:
+    """Encode the winner map; drops segments that won no pixel and numbers things 1..N by score.
+
+    ``index``: ``winner + 1`` (0 = void, 1 + i = survivor i) when the caller has it already. ``render``: makes a
+    label map from a lookup table indexed like ``index`` (int32, void at 0), when the caller can do it faster
+    than a full-size lookup. ``totals``: (pixel counts, depth sums) per index value, when the caller has them.
+    """
     count = len(survivors)
-    index = (winner + 1).reshape(-1)  # 0 = void, 1 + i = survivor i
-    areas = torch.bincount(index, minlength=count + 1)[1:]
-    depth_sums = None
-    if depth is not None:
-        depth_sums = torch.bincount(index, weights=depth.reshape(-1).double(), minlength=count + 1)[1:]
+    shape = winner.shape
+    index = (winner + 1 if index is None else index).reshape(-1)
+    if totals is None:
+        areas = _segment_sums(index, count + 1)[1:]
+        depth_sums = _segment_sums(index, count + 1, depth.reshape(-1))[1:] if depth is not None else None
+    else:
+        areas = [round(a) for a in totals[0].tolist()[1:]]
+        depth_sums = totals[1].tolist()[1:] if totals[1] is not None else None
     panoptic_ids, categories, instances, segments = [], [], [], []
     next_instance = 1
-    for i, (surv, area) in enumerate(zip(survivors, areas.tolist())):
+    for i, (surv, area) in enumerate(zip(survivors, areas)):
         instance = 0
         if surv.is_thing and area > 0:
             instance, next_instance = next_instance, next_instance + 1
@@ -423,8 +447,8 @@ def _result(winner: Tensor, survivors: list[_Survivor], depth: Tensor | None) ->
                                     mean_depth, embedding))
 
     def lookup(values: list[int], void: int) -> Tensor:
-        table = torch.tensor([void, *values], dtype=torch.int32, device=winner.device)
-        return torch.take(table, index).reshape(winner.shape)
+        table = torch.tensor([void, *values], dtype=torch.int32, device=winner.device)  # void at 0
+        return torch.take(table, index).reshape(shape) if render is None else render(table)
 
     return PanopticResult(
         panoptic=lookup(panoptic_ids, VOID_PANOPTIC_ID),
@@ -606,8 +630,16 @@ def _resampled_result(
             return key
 
     keys = decide(maps.reshape(maps.shape[0], -1)).reshape(image_size)
-    keys_out, border, _ = upsample_segment_maps(keys, decide, maps, output_size)
-    winner_out = keys_to_owner[keys_out]
+    # owners + 1 (0 = void) at the output size: the encoding's index, looked up on the input grid
+    index_in = (keys_to_owner + 1)[keys]
+    index_out, border, taps = upsample_segment_maps(keys, decide, maps, output_size, table=keys_to_owner + 1)
+    border_pixels = border.rows * output_size[1] + border.cols
+    border_index = index_out.view(-1)[border_pixels]
+
+    def render(table: Tensor) -> Tensor:  # a label map: looked up on the input grid, copied out, borders patched
+        out = copy_blocks(table[index_in], *taps, output_size)
+        out.view(-1)[border_pixels] = table[border_index]
+        return out
     depth = None
     if depth_embedding is not None:
         embedding = at_input(depth_embedding)  # (Kd, h, w)
@@ -630,6 +662,10 @@ def _resampled_result(
                 depth = pixel_depths(by_pixel[source], kernels[owner], st.mean_scale, st.range_scale)
                 return depth.clamp(0.0, st.max_depth)
 
-        depth = upsample_segment_depth(depth_in, winner_out[border.rows, border.cols], border, owner_depth_at,
+        owners_out = border_index - 1
+        depth = upsample_segment_depth(depth_in, owners_out, border, owner_depth_at,
                                        output_size).clamp_(0.0, st.max_depth)  # weights sum to 1 +- rounding
-    return _result(winner_out, survivors, depth)
+    border_depth = depth.view(-1)[border_pixels] if depth is not None else None
+    totals = segment_totals(index_in, border, border_index, taps, len(survivors) + 1,
+                            depth_in if depth is not None else None, border_depth)
+    return _result(index_out, survivors, depth, index=index_out, render=render, totals=totals)
