@@ -100,6 +100,7 @@ class TfPoseSource:
         self.posed_frames = 0  # lookups that gave a pose
         self.unposed_frames = 0  # lookups that gave None
         self.last_problem: str | None = None  # why the last lookup gave None
+        self._said_no_tf = False  # the one note for a camera without any tf
 
     # ------------------------------------------------------------------------------------------------ feeding
     def add(self, data: Any, static: bool = False) -> int:
@@ -148,6 +149,14 @@ class TfPoseSource:
             return pose
         self.unposed_frames += 1
         self.last_problem = problem
+        if self.messages == 0 and not self.fixed_frame:
+            # No tf at all and no frame asked for: a camera without a tf tree is a normal setup, not a fault to
+            # repeat every few seconds. Said once; warnings start if tf arrives and still gives no pose.
+            if not self._said_no_tf and self.info is not None:
+                self.info("no /tf or /tf_static received: tracking compares positions in the camera frame (set "
+                          "track_fixed_frame, or publish tf, to remove the camera's own motion)")
+            self._said_no_tf = True
+            return None
         self._say("lookup", f"no camera pose from /tf for this frame ({problem}): tracking leaves its 3D position "
                             "cue out (ids still follow mask and appearance)")
         return None

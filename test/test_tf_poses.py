@@ -139,10 +139,16 @@ def test_time_going_back_past_the_window_restarts_the_edge(distro):
 def test_missing_transforms_give_none_and_say_why_once(distro):
     store = m.get_store(distro)
     warnings: list[str] = []
+    notes: list[str] = []
     clock = [0.0]
-    source = TfPoseSource(distro=distro, warn=warnings.append, clock=lambda: clock[0])
-    assert source(header(store, SECOND)) is None  # nothing received yet
+    source = TfPoseSource(distro=distro, warn=warnings.append, info=notes.append, clock=lambda: clock[0])
+    for _ in range(3):
+        clock[0] += 10.0  # past the throttle period each time
+        assert source(header(store, SECOND)) is None  # nothing received yet
     assert "not in /tf" in source.last_problem and "none yet" in source.last_problem
+    # a camera without any tf tree is a normal setup: one note, no warning every few seconds
+    assert warnings == [] and len(notes) == 1 and "camera frame" in notes[0]
+    clock[0] = 0.0
     source.add(static_tf(store), static=True)
     assert source(header(store, SECOND)) is None  # only /tf_static yet: its root base_link moves with the robot
     assert "only static transforms" in source.last_problem
@@ -161,7 +167,10 @@ def test_missing_transforms_give_none_and_say_why_once(distro):
     clock[0] = 10.0
     source(header(store, 0, frame="other_camera"))
     assert len(warnings) == 2 and "more like this" in warnings[1]
-    assert source.diagnostics()["frames without a /tf pose"] == 7
+    assert source.diagnostics()["frames without a /tf pose"] == 9
+    asked = TfPoseSource(fixed_frame="odom", distro=distro, warn=warnings.append, clock=lambda: clock[0])
+    clock[0] = 100.0
+    assert asked(header(store, SECOND)) is None and "3D position cue out" in warnings[-1]  # a frame was asked for
 
 
 def test_transforms_tf2_ignores_are_ignored_and_the_rest_of_the_message_is_kept(distro):
