@@ -34,6 +34,7 @@ from .conversions import (
     stamp_seconds,
 )
 from .diagnostics import PipelineStats
+from .memory import LargeFrameRelease
 from .rectification import Rectifier, is_distorted
 
 #: Output topic suffixes (published as ``~/<suffix>``) and their message types.
@@ -184,6 +185,9 @@ class FramePipeline:
         #: tracker compare positions in that frame, so the camera's own motion does not move still things. The bag
         #: tool sets it from the bag's /tf; without it positions are in the optical frame.
         self.camera_poses: Callable[[Any], np.ndarray | None] | None = None
+        #: returns a large frame's freed memory to the system once frames are small again (glibc)
+        self.memory = LargeFrameRelease()
+        self._frame_pixels = 0
 
     # ----------------------------------------------------------------------------------------------- inputs
     def decode_image(self, image) -> tuple[Any, np.ndarray]:
@@ -242,6 +246,7 @@ class FramePipeline:
         self.stats.frames_in += 1
         result = FrameResult()
         start = time.perf_counter()
+        self._frame_pixels = 0
         try:
             self._run(image, camera_info, wanted_set, result)
         except FrameError as error:
@@ -249,6 +254,8 @@ class FramePipeline:
         except Exception as error:  # a failing predictor or a bug must not kill the node either
             detail = traceback.format_exception_only(type(error), error)[-1].strip()
             return self._skip(result, f"frame failed: {detail}", "internal")
+        finally:
+            self.memory.after_frame(self._frame_pixels)
         latency = time.perf_counter() - start
         stamp_latency = None
         if receive_time is not None and result.header is not None:
@@ -267,6 +274,7 @@ class FramePipeline:
         tick = time.perf_counter()
         msg, rgb = self.decode_image(image)
         result.header = msg.header
+        self._frame_pixels = rgb.shape[0] * rgb.shape[1]
         if not getattr(self.predictor, "depth_on", True):
             wanted = _without_depth_outputs(wanted, result)
         camera = FrameCamera()
