@@ -76,10 +76,15 @@ def load_model(params: NodeParams, extra_roots: Iterable[str | Path] = ()) -> Lo
     start = time.perf_counter()
     source = model_source(params, extra_roots)
     device = resolve_device(params.device)
+    if params.cpu_threads:
+        import torch
+
+        torch.set_num_threads(params.cpu_threads)  # process-wide: the network's and the post-processing's ops
     try:
         predictor = Predictor(
             source.cfg, source.weights, device=device, precision=params.precision,
             providers=params.onnx_providers if Path(source.weights).suffix == ".onnx" else None,
+            threads=params.cpu_threads,
             min_size=None if params.input_min_size < 0 else params.input_min_size,
             max_size=None if params.input_max_size < 0 else params.input_max_size,
         )

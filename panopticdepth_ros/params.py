@@ -83,6 +83,10 @@ def _frame_id(v: str) -> str | None:
     return None if not re.search(r"\s", v) else f"expected a tf frame id without spaces (or ''), got {v!r}"
 
 
+def _threads(v: int) -> str | None:
+    return None if 0 <= v <= 1024 else f"expected 0 (the default: one per core) or 1..1024 threads, got {v}"
+
+
 def _tf_tolerance(v: float) -> str | None:
     return None if 0.0 <= v <= 5.0 else f"expected 0..5 seconds, got {v}"
 
@@ -95,6 +99,9 @@ PARAMETERS: dict[str, Spec] = {
                     "'' = the shipped small model", _path),
     "device": Spec("auto", "str", "'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'", _device),
     "precision": Spec("fp32", "str", "network precision: fp32, fp16 (CUDA only) or bf16", _choice(PRECISIONS)),
+    "cpu_threads": Spec(0, "int", "threads the network and post-processing use on the CPU (torch intra-op, "
+                        "onnxruntime intra-op; process-wide); 0 = the libraries' default, one per core. On a small "
+                        "CPU shared with the ROS graph, fewer than the cores can be faster", _threads),
     "onnx_providers": Spec("auto", "str", "onnxruntime execution providers for an .onnx `weights`: 'auto' "
                            "(TensorRT, CUDA, CPU, whichever this onnxruntime has) or a comma-separated list of "
                            "cpu, cuda, tensorrt"),
@@ -171,6 +178,7 @@ class NodeParams:
     weights: str = ""
     device: str = "auto"
     precision: str = "fp32"
+    cpu_threads: int = 0
     onnx_providers: str = "auto"
     input_min_size: int = -1
     input_max_size: int = -1

@@ -84,6 +84,7 @@ BAD_VALUES = [
     ("overlay_alpha", 1.5), ("marker_stride", 0), ("marker_lifetime", -1.0), ("diagnostics_period", 0.0),
     ("weights", " model.safetensors"), ("publish_points", 1), ("autostart", "true"), ("cloud_stride", True),
     ("track_fixed_frame", "base link"), ("track_tf_tolerance", -0.1), ("track_tf_tolerance", 10.0),
+    ("cpu_threads", -1), ("cpu_threads", 5000),
 ]
 
 
@@ -196,6 +197,20 @@ def test_load_model_from_embedded_config_with_overrides(tiny_weights: Path) -> N
     assert model.device == "cpu" and model.label_threshold == pytest.approx(0.7)
     assert "embedded config" in model.config_source and model.predictor.min_size == 0
     assert model.predictor.cfg.MODEL.INFERENCE.INST_THRES == pytest.approx(0.7)
+
+
+def test_cpu_threads_sets_torch_threads_when_the_model_loads(tiny_weights: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        load_model(validate({"weights": str(tiny_weights), "device": "cpu", "warmup": False}))
+        assert torch.get_num_threads() == 2  # 0: left as it is
+        load_model(validate({"weights": str(tiny_weights), "device": "cpu", "warmup": False, "cpu_threads": 1}))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------------------------- worker

@@ -138,12 +138,14 @@ class Predictor:
         model: torch.nn.Module | None = None,
         backend: str = "auto",
         providers: str | Sequence[str] | None = None,
+        threads: int = 0,
     ) -> None:
         """``model``: an already built network (training's evaluation passes its own); else one is built.
 
         ``backend``: ``torch``, ``onnxruntime``, or ``auto`` (onnxruntime for ``.onnx`` weights, else torch).
         ``providers``: onnxruntime execution providers (``auto``: TensorRT, CUDA, CPU, whichever exist; or names
-        such as ``cpu``, ``cuda``, ``tensorrt``, comma-separated); only with the onnxruntime backend.
+        such as ``cpu``, ``cuda``, ``tensorrt``, comma-separated); only with the onnxruntime backend. ``threads``:
+        onnxruntime's intra-op threads (0: its default); torch's are process-wide (``torch.set_num_threads``).
         """
         from ..checkpoint.io import load_model_weights
         from ..modeling.build import build_model
@@ -177,7 +179,7 @@ class Predictor:
 
             if precision != "fp32":
                 raise ConfigError(f"precision {precision} is for the torch backend; an .onnx model runs as exported")
-            self.model = OnnxNetwork(weights, cfg, providers=providers or None, device=self.device)
+            self.model = OnnxNetwork(weights, cfg, providers=providers or None, device=self.device, threads=threads)
         else:
             # With trained weights about to be loaded, reading the ImageNet backbone file first is wasted start-up.
             self.model = build_model(cfg, load_pretrained=not weights) if model is None else model
