@@ -103,33 +103,9 @@ def valid_depth_mask(depth: np.ndarray, max_depth: float = math.inf) -> np.ndarr
         return (depth > 0) & (depth <= max_depth)
 
 
-def depth_to_cloud(
-    depth: np.ndarray,
-    K: np.ndarray,
-    colors: np.ndarray | None = None,
-    labels: np.ndarray | None = None,
-    instances: np.ndarray | None = None,
-    stride: int = 1,
-    max_depth: float = math.inf,
-    organized: bool = True,
-    exclude_labels: Sequence[int] = (),
-    out: np.ndarray | Callable[[int], np.ndarray] | None = None,
-    id_type: str = "uint32",
-) -> np.ndarray:
-    """Back-project a (H, W) depth map in metres into a structured :data:`CLOUD_DTYPE` array (with ``id_type``
-    "float32": :data:`CLOUD_DTYPE_FLOAT_IDS`, label and instance as float32).
-
-    ``colors`` (H, W, 3) uint8 RGB, ``labels`` (H, W) class ids (255 void) and ``instances`` (H, W) instance ids
-    share the depth map's grid; missing ones give rgb 0, label 255, instance 0. ``stride`` keeps every s-th row
-    and column. Organized: shape (ceil(H/s), ceil(W/s)), invalid points have NaN x, y, z (other fields kept).
-    Unorganized: shape (N,), invalid points dropped, row-major order. Invalid: non-finite, <= 0 or
-    > ``max_depth`` depth, or a label in ``exclude_labels``.
-
-    ``out``: a contiguous 1-D buffer of the cloud's dtype with room for the points, or a function that returns
-    one given the number of points (how the node builds the cloud straight into its serialized message).
-    """
-    return fill_cloud(depth, K, colors, labels, instances, stride, max_depth, organized, exclude_labels, out,
-                      id_type)[0]
+def depth_to_cloud(*args, **kwargs) -> np.ndarray:
+    """The cloud of :func:`fill_cloud` (same arguments) without its ``is_dense`` flag."""
+    return fill_cloud(*args, **kwargs)[0]
 
 
 def fill_cloud(
@@ -145,8 +121,18 @@ def fill_cloud(
     out: np.ndarray | Callable[[int], np.ndarray] | None = None,
     id_type: str = "uint32",
 ) -> tuple[np.ndarray, bool]:
-    """:func:`depth_to_cloud`, and whether the cloud holds valid points only (PointCloud2 ``is_dense``: an
-    organized cloud without invalid pixels, or any unorganized one).
+    """Back-project a (H, W) depth map in metres into a structured :data:`CLOUD_DTYPE` array (with ``id_type``
+    "float32": :data:`CLOUD_DTYPE_FLOAT_IDS`, label and instance as float32), and whether the cloud holds valid
+    points only (PointCloud2 ``is_dense``: an organized cloud without invalid pixels, or any unorganized one).
+
+    ``colors`` (H, W, 3) uint8 RGB, ``labels`` (H, W) class ids (255 void) and ``instances`` (H, W) instance ids
+    share the depth map's grid; missing ones give rgb 0, label 255, instance 0. ``stride`` keeps every s-th row
+    and column. Organized: shape (ceil(H/s), ceil(W/s)), invalid points have NaN x, y, z (other fields kept).
+    Unorganized: shape (N,), invalid points dropped, row-major order. Invalid: non-finite, <= 0 or
+    > ``max_depth`` depth, or a label in ``exclude_labels``.
+
+    ``out``: a contiguous 1-D buffer of the cloud's dtype with room for the points, or a function that returns
+    one given the number of points (how the node builds the cloud straight into its serialized message).
 
     Why blocks of rows, planes, then one interleave: every field is computed on a small contiguous plane that
     stays in cache (SIMD-fast), and one ``cv2.merge`` per block writes the 24-byte records (label and instance
