@@ -176,28 +176,49 @@ def panoptic_image(store, header, panoptic: np.ndarray):
 def semantic_image(store, header, semantic: np.ndarray, void: int = 255):
     """~/semantic: mono8 class ids; anything outside 0..254 (void, ignore) becomes 255."""
     semantic = np.asarray(semantic)
-    if semantic.size and semantic.min() >= 0 and semantic.max() <= void:  # already in range: one cast
-        ids = semantic.astype(np.uint8)
-    else:
-        ids = np.where((semantic >= 0) & (semantic < void), semantic, void).astype(np.uint8)
-    return image_message(store, header, ids, "mono8")
+    return image_message(store, header, _filled(semantic.shape, np.uint8, _semantic_pixels, semantic, void), "mono8")
 
 
 def instance_image(store, header, instance: np.ndarray):
     """~/instance: 16UC1 instance ids (1..N for things, 0 for stuff and void)."""
     instance = np.asarray(instance)
-    if instance.size and instance.min() >= 0 and instance.max() <= 65535:  # already in range: one cast
-        return image_message(store, header, instance.astype("<u2"), "16UC1")
-    return image_message(store, header, np.clip(instance, 0, 65535).astype("<u2"), "16UC1")
+    return image_message(store, header, _filled(instance.shape, "<u2", _instance_pixels, instance), "16UC1")
 
 
 def depth_image(store, header, depth: np.ndarray):
     """~/depth: 32FC1 metres along the optical axis (REP 118); no estimate (<= 0 or non-finite) is NaN (REP 117)."""
     depth = np.asarray(depth, dtype="<f4")
-    with np.errstate(invalid="ignore"):
-        valid = (depth > 0) & (depth < np.inf)  # NaN fails both
-    return image_message(store, header, np.where(valid, depth, np.float32(np.nan)).astype("<f4", copy=False),
-                         "32FC1")
+    return image_message(store, header, _filled(depth.shape, "<f4", _depth_pixels, depth), "32FC1")
+
+
+def _filled(shape: tuple[int, ...], dtype, fill: Callable[..., None], *sources) -> np.ndarray:
+    """A new array of ``shape`` and ``dtype`` written by ``fill(out, *sources)``."""
+    out = np.empty(shape, dtype=dtype)
+    fill(out, *sources)
+    return out
+
+
+def _semantic_pixels(out: np.ndarray, semantic: np.ndarray, void: int = 255) -> None:
+    """~/semantic's pixels into ``out`` (uint8): class ids, 255 for anything outside 0..254."""
+    if semantic.size and semantic.min() >= 0 and semantic.max() <= void:  # already in range: one cast
+        np.copyto(out, semantic, casting="unsafe")
+    else:
+        np.copyto(out, np.where((semantic >= 0) & (semantic < void), semantic, void), casting="unsafe")
+
+
+def _instance_pixels(out: np.ndarray, instance: np.ndarray) -> None:
+    """~/instance's pixels into ``out`` (uint16): ids clipped to 0..65535."""
+    in_range = instance.size and instance.min() >= 0 and instance.max() <= 65535  # already in range: one cast
+    np.copyto(out, instance if in_range else np.clip(instance, 0, 65535), casting="unsafe")
+
+
+def _depth_pixels(out: np.ndarray, depth: np.ndarray) -> None:
+    """~/depth's pixels into ``out`` (float32): metres, NaN where there is no estimate."""
+    np.copyto(out, depth)
+    # no estimate: <= 0, NaN or inf, i.e. the bits as an unsigned integer, less one, are not below
+    # 0x7F7FFFFF (positive finite floats are 0x00000001..0x7F7FFFFF); two passes instead of four
+    bits = np.subtract(depth.view("<u4"), np.uint32(1))
+    out[bits >= np.uint32(0x7F7FFFFF)] = np.float32(np.nan)
 
 
 def rgb_image(store, header, rgb: np.ndarray):
@@ -219,14 +240,22 @@ def serialized_image(store, header, shape: tuple[int, ...], dtype, encoding: str
     empty = store.serialize_cdr(store.types[IMAGE](
         header=copy_header(store, header), height=height, width=width, encoding=encoding, is_bigendian=0,
         step=width * channels * dtype.itemsize, data=np.empty(0, np.uint8)), IMAGE)
-    prefix_end = len(empty) - 4  # Image ends with uint8[] data: its uint32 length, then the pixels
-    nbytes = height * width * channels * dtype.itemsize
+    data, raw, payload = _with_room(empty, height * width * channels * dtype.itemsize, trailer=0)
+    fill(payload.view(dtype).reshape(shape))
+    del raw, payload
+    return bytes(data) if isinstance(data, bytearray) else data
+
+
+def _with_room(empty: bytes, nbytes: int, trailer: int) -> tuple[bytes | bytearray, np.ndarray, np.ndarray]:
+    """(message bytes, writable view of them, view of the payload) from the CDR ``empty`` of a message serialized
+    with an empty ``uint8[]`` field followed by ``trailer`` more bytes: the same message with room for ``nbytes``
+    in that field (its uint32 length written, the trailer left for the caller). uint8[] needs no padding."""
+    prefix_end = len(empty) - 4 - trailer  # before the field's uint32 length
     data, raw = _writable_bytes(len(empty) + nbytes)
     raw[:prefix_end] = np.frombuffer(empty, np.uint8, prefix_end)
     raw[prefix_end:prefix_end + 4] = np.frombuffer(struct.pack("<I", nbytes), np.uint8)
-    fill(raw[prefix_end + 4:].view(dtype).reshape(shape))
-    del raw
-    return bytes(data) if isinstance(data, bytearray) else data
+    start = prefix_end + 4
+    return data, raw, raw[start:start + nbytes]
 
 
 def panoptic_image_bytes(store, header, panoptic: np.ndarray) -> bytes:
@@ -239,39 +268,20 @@ def panoptic_image_bytes(store, header, panoptic: np.ndarray) -> bytes:
 def semantic_image_bytes(store, header, semantic: np.ndarray, void: int = 255) -> bytes:
     """CDR bytes of :func:`semantic_image`."""
     semantic = np.asarray(semantic)
-
-    def fill(out: np.ndarray) -> None:
-        if semantic.size and semantic.min() >= 0 and semantic.max() <= void:
-            np.copyto(out, semantic, casting="unsafe")
-        else:
-            np.copyto(out, np.where((semantic >= 0) & (semantic < void), semantic, void), casting="unsafe")
-
-    return serialized_image(store, header, semantic.shape, np.uint8, "mono8", fill)
+    return serialized_image(store, header, semantic.shape, np.uint8, "mono8",
+                            lambda out: _semantic_pixels(out, semantic, void))
 
 
 def instance_image_bytes(store, header, instance: np.ndarray) -> bytes:
     """CDR bytes of :func:`instance_image`."""
     instance = np.asarray(instance)
-
-    def fill(out: np.ndarray) -> None:
-        in_range = instance.size and instance.min() >= 0 and instance.max() <= 65535
-        np.copyto(out, instance if in_range else np.clip(instance, 0, 65535), casting="unsafe")
-
-    return serialized_image(store, header, instance.shape, "<u2", "16UC1", fill)
+    return serialized_image(store, header, instance.shape, "<u2", "16UC1", lambda out: _instance_pixels(out, instance))
 
 
 def depth_image_bytes(store, header, depth: np.ndarray) -> bytes:
     """CDR bytes of :func:`depth_image`."""
     depth = np.asarray(depth, dtype="<f4")
-
-    def fill(out: np.ndarray) -> None:
-        np.copyto(out, depth)
-        # no estimate: <= 0, NaN or inf, i.e. the bits as an unsigned integer, less one, are not below
-        # 0x7F7FFFFF (positive finite floats are 0x00000001..0x7F7FFFFF); two passes instead of four
-        bits = np.subtract(depth.view("<u4"), np.uint32(1))
-        out[bits >= np.uint32(0x7F7FFFFF)] = np.float32(np.nan)
-
-    return serialized_image(store, header, depth.shape, "<f4", "32FC1", fill)
+    return serialized_image(store, header, depth.shape, "<f4", "32FC1", lambda out: _depth_pixels(out, depth))
 
 
 def rgb_image_bytes(store, header, rgb: np.ndarray) -> bytes:
@@ -407,15 +417,10 @@ class SerializedPointCloud2:
             raise ValueError(f"point dtype must be structured with a multiple of 4 bytes, got {dtype}")
         empty = store.serialize_cdr(_pointcloud2(store, header, dtype, height, width, np.empty(0, np.uint8), False),
                                     POINT_CLOUD2)
-        prefix_end = len(empty) - 5  # before the data's uint32 length and the trailing is_dense
-        nbytes = dtype.itemsize * int(height) * int(width)
-        self.data, raw = _writable_bytes(len(empty) + nbytes)
-        raw[:prefix_end] = np.frombuffer(empty, np.uint8, prefix_end)
-        raw[prefix_end:prefix_end + 4] = np.frombuffer(struct.pack("<I", nbytes), np.uint8)
-        start = prefix_end + 4
-        self._raw = raw
+        # data is followed by the bool is_dense, written by finish()
+        self.data, self._raw, payload = _with_room(empty, dtype.itemsize * int(height) * int(width), trailer=1)
         #: (height * width,) structured view of the points inside the message bytes
-        self.points = raw[start:start + nbytes].view(dtype)
+        self.points = payload.view(dtype)
 
     def finish(self, is_dense: bool) -> bytes:
         """The message's bytes, with ``is_dense`` written; the views into them are released."""
