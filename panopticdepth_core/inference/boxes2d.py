@@ -50,7 +50,7 @@ def instance_boxes_2d(panoptic: np.ndarray, label_divisor: int = LABEL_DIVISOR) 
     if largest < 1:
         return []
     ids = None  # panoptic id of each label when the labels are numbered 1..N first
-    if largest > _MAX_DIRECT_ID:  # find_objects keeps one slot per label value up to the largest
+    if largest > MAX_DIRECT_ID:  # find_objects keeps one slot per label value up to the largest
         ids, inverse = np.unique(np.maximum(labels, 0), return_inverse=True)  # (N,), 0 first when some pixel is
         labels = inverse.reshape(labels.shape).astype(np.int32) + (0 if ids[0] == 0 else 1)  # void or 0
         ids = ids if ids[0] == 0 else np.r_[0, ids]
@@ -68,5 +68,7 @@ def instance_boxes_2d(panoptic: np.ndarray, label_divisor: int = LABEL_DIVISOR) 
     return boxes
 
 
-#: Largest panoptic id looked up directly (class 255 * 1000 + 999 fits); larger ids are numbered 1..N first.
-_MAX_DIRECT_ID = 1 << 20
+#: Largest panoptic id scipy's find_objects is given directly: it keeps one slot per label value up to the
+#: largest (class 255 * 1000 + 999 fits). Larger ids are numbered 1..N first here, and sorted in
+#: pointcloud.instance_boxes.
+MAX_DIRECT_ID = 1 << 20

@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..data.classes import LABEL_DIVISOR, VOID_CLASS
+from .boxes2d import MAX_DIRECT_ID
 
 CLOUD_FIELDS: tuple[tuple[str, str], ...] = (
     ("x", "<f4"),
@@ -299,7 +300,7 @@ def instance_boxes(
     ids = np.maximum(panoptic[::stride, ::stride], 0)  # (h', w'); void (negative) -> 0, which no box has
     if not ids.any():
         return []
-    if int(ids.max()) > _MAX_DIRECT_ID:
+    if int(ids.max()) > MAX_DIRECT_ID:
         return _instance_boxes_sorted(z, ids, ray_x, ray_y, max_depth, percentiles, min_points, min_size,
                                       label_divisor)
     from scipy import ndimage  # a dependency; imported on first use so that importing this module stays light
@@ -322,10 +323,6 @@ def instance_boxes(
         boxes.append(_box(key, group, percentiles, min_size, label_divisor))
     return boxes
 
-
-#: Largest panoptic id looked up directly by find_objects (one slot per value up to the largest; class 255 *
-#: 1000 + 999 fits); maps with larger ids take the sorting path.
-_MAX_DIRECT_ID = 1 << 20
 
 
 def _box(key: int, group: np.ndarray, percentiles: tuple[float, float], min_size: float,
