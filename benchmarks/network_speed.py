@@ -44,7 +44,7 @@ def build(config: str, weights: str, seed: int):
 
 
 def prepare(model, variant: str):
-    from panopticdepth_core.inference.optimize import fuse_batch_norms
+    from bn_folding import fuse_batch_norms
 
     if variant == "standard+fused":
         return fuse_batch_norms(copy.deepcopy(model))

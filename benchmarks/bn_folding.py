@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..modeling.layers import FrozenBatchNorm2d
+from panopticdepth_core.modeling.layers import FrozenBatchNorm2d
 
 #: (conv attribute, norm attribute) pairs of torchvision's ResNet blocks and stem, and of ConvNormAct.
 _PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("conv", "norm"))
