@@ -46,7 +46,7 @@ setup(
         "onnx": ["onnxruntime>=1.12", "onnx>=1.14"],  # Humble's numpy 1.21.5 allows onnxruntime 1.12.1 only
         "eval": ["motmetrics>=1.4"],
         "train": ["tensorboard>=2.10"],
-        "test": ["pytest>=7", "hypothesis>=6.70", "ruff>=0.5", "tensorboard>=2.10", "motmetrics>=1.4",
+        "test": ["pytest>=7.3", "hypothesis>=6.70", "ruff>=0.5", "tensorboard>=2.10", "motmetrics>=1.4",
                  "uv>=0.4",  # uv resolves the requirements for Humble's and Jazzy's Python in the install check
                  "onnxruntime>=1.12", "onnx>=1.14"],  # the ONNX export test (test/test_onnx_export.py)
     },
