@@ -414,7 +414,9 @@ class FramePipeline:
         self._tracking, self._tracked_camera = True, camera
         stamp = stamp_seconds(header) if header is not None else None
         pose = self.camera_poses(header) if self.camera_poses is not None and header is not None else None
-        tracked = self.tracker.update(panoptic, segments, depth, K, pose, time=stamp, instance=instance)
+        # the maps are this frame's own (converted from the prediction above): relabelled in place, not copied
+        tracked = self.tracker.update(panoptic, segments, depth, K, pose, time=stamp, instance=instance,
+                                      in_place=True)
         if tracked.reset and why is None:
             why = "time went back (a bag played again, or a clock reset)"
         if why is not None:

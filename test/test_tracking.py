@@ -188,6 +188,28 @@ def test_relabel_with_the_instance_map_equals_the_full_lookup():
     assert set(np.unique(fast[0]).tolist()) == {-1, 0, 10000, CAR * 1000 + 9, CAR * 1000 + 1, PERSON * 1000 + 4}
 
 
+def test_relabel_in_place_writes_the_callers_maps_and_leaves_read_only_ones_alone():
+    rng = np.random.default_rng(6)
+    panoptic = rng.choice([-1, 0, 10000, CAR * 1000 + 1, CAR * 1000 + 2, CAR * 1000 + 5, PERSON * 1000 + 3],
+                          size=(24, 32)).astype(np.int32)
+    instance = np.where((panoptic > 0) & (panoptic % 1000 > 0), panoptic % 1000, 0).astype(np.int32)
+    # CAR 5 is not in ids (keeps its number); PERSON 8 is in ids but not in the frame (the table need not span it)
+    ids = {CAR * 1000 + 1: CAR * 1000 + 9, CAR * 1000 + 2: CAR * 1000 + 1, PERSON * 1000 + 3: PERSON * 1000 + 4,
+           PERSON * 1000 + 8: PERSON * 1000 + 2}
+    expected = relabel(panoptic.astype(np.int64), ids)
+    frozen_panoptic, frozen_instance = panoptic.copy(), instance.copy()
+    frozen_panoptic.flags.writeable = frozen_instance.flags.writeable = False
+    copied = relabel(frozen_panoptic, ids, frozen_instance, in_place=True)
+    assert copied[0] is not frozen_panoptic and np.array_equal(frozen_panoptic, panoptic)
+    out = relabel(panoptic, ids, instance, in_place=True)
+    assert out[0] is panoptic and out[1] is instance
+    for got in (copied, out):
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert (expected[0] == CAR * 1000 + 5).any()
+    empty = np.full((3, 4), 10000, np.int32)
+    assert np.array_equal(relabel(empty, ids, np.zeros_like(empty))[0], empty)
+
+
 def test_camera_poses_keep_a_still_thing_while_the_camera_moves():
     """The camera slides 2.5 m sideways per frame past a parked car 10 m ahead: in the image the car jumps 20
     pixels a frame (no overlap), in the world it stays put, which the poses let the tracker see."""

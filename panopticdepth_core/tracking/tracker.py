@@ -133,6 +133,7 @@ class InstanceTracker:
         camera_to_world: np.ndarray | None = None,
         time: float | None = None,
         instance: np.ndarray | None = None,
+        in_place: bool = False,
     ) -> TrackedFrame:
         """Track one frame: ``panoptic`` (H, W) ``class * 1000 + instance`` as the frame numbered its things.
 
@@ -143,6 +144,8 @@ class InstanceTracker:
         ``time``: seconds (e.g. the header stamp; None: one unit per frame). Time going back resets the tracker.
         ``instance``: the frame's instance map (non-zero exactly on thing pixels, as the predictor returns it):
         only those pixels are then relabelled, which is cheaper at camera resolutions; the returned maps are the same.
+        ``in_place`` (with ``instance``): the tracked ids are written into ``panoptic`` and ``instance`` themselves
+        when they are writable int32 maps, and those are returned (for a caller that owns the maps).
         """
         st = self.settings
         reset = False
@@ -188,7 +191,7 @@ class InstanceTracker:
         self.last_time = now
         self.frames += 1
         ids = {int(things.panoptic_ids[d]): pid for d, pid in assigned.items()}
-        out_panoptic, out_instance = relabel(np.asarray(panoptic), ids, instance)
+        out_panoptic, out_instance = relabel(np.asarray(panoptic), ids, instance, in_place)
         return TrackedFrame(out_panoptic, out_instance, _relabel_segments(segments, ids), ids, sorted(new), reset)
 
     # ------------------------------------------------------------------------------------------- association
@@ -350,41 +353,70 @@ def _shift(mask: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return out
 
 
-def relabel(panoptic: np.ndarray, ids: dict[int, int], instance: np.ndarray | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+def relabel(panoptic: np.ndarray, ids: dict[int, int], instance: np.ndarray | None = None,
+            in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(panoptic, instance) maps with every thing's panoptic id replaced by ``ids[old]`` (a class keeps its class).
 
     ``instance``: the frame's instance map (non-zero exactly on thing pixels, as the predictor gives it); then only
     thing pixels are looked up, which at camera resolutions is most of the saving. Without it, one lookup table
-    over every panoptic value (void -1 to the largest id) is gathered for both maps.
+    over every panoptic value (void -1 to the largest id) is gathered for both maps. ``in_place``: write the
+    new ids into ``panoptic`` and ``instance`` themselves when both are writable int32 maps (a caller that owns
+    them saves two camera-sized copies); otherwise new maps are returned.
     """
     panoptic = np.asarray(panoptic)
-    if instance is not None and np.asarray(instance).shape != panoptic.shape:
-        raise ValueError(f"instance map {np.asarray(instance).shape} and panoptic {panoptic.shape} differ in shape")
+    if instance is not None:
+        instance = np.asarray(instance)
+        if instance.shape != panoptic.shape:
+            raise ValueError(f"instance map {instance.shape} and panoptic {panoptic.shape} differ in shape")
+        return _relabel_things(panoptic, ids, instance, in_place)
     low = min(int(panoptic.min()), -1) if panoptic.size else -1
     high = max(int(panoptic.max()) if panoptic.size else 0, max(ids, default=0))
     # table[v] is the new value of v for v in 0..high, and its last entry that of void -1, so the panoptic map
     # indexes it directly (NumPy reads index -1 as the last entry); values below -1 need an offset
     offset = 0 if low == -1 else -low
     table = np.concatenate([np.arange(0, high + 1), [-1]]) if low == -1 else np.arange(low, high + 1)
-    if ids:
-        old = np.fromiter(ids.keys(), dtype=np.int64, count=len(ids))
-        table[old + offset] = np.fromiter(ids.values(), dtype=np.int64, count=len(ids))
-    thing = (table >= 0) & (table % LABEL_DIVISOR != 0)
-    instance_table = np.where(thing, table % LABEL_DIVISOR, 0).astype(np.int32)
-    table = table.astype(np.int32)
-    if instance is not None:
-        things = np.asarray(instance) != 0  # (H, W) thing pixels
-        values = panoptic[things]  # (T,)
-        if offset:
-            values = values + offset
-        out = panoptic.astype(np.int32, copy=True)
-        out_instance = np.zeros(panoptic.shape, dtype=np.int32)
-        out[things] = table[values]
-        out_instance[things] = instance_table[values]
-        return out, out_instance
+    _set_ids(table, ids, offset)
     index = panoptic + offset if offset else panoptic  # (H, W) positions in the tables
-    return np.take(table, index), np.take(instance_table, index)
+    return np.take(table.astype(np.int32), index), np.take(_instance_table(table), index)
+
+
+def _relabel_things(panoptic: np.ndarray, ids: dict[int, int], instance: np.ndarray, in_place: bool
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``relabel`` of the thing pixels only (``instance`` != 0): the tables span the values found there."""
+    things = instance != 0  # (H, W)
+    values = panoptic[things]  # (T,)
+    if values.size == 0:
+        low = 0
+        table = np.zeros(1, dtype=np.int64)
+    else:
+        low = int(values.min())
+        table = np.arange(low, int(values.max()) + 1)
+    _set_ids(table, ids, -low)
+    if low:
+        values = values - low
+    writable = (in_place and panoptic.dtype == np.int32 and instance.dtype == np.int32
+                and panoptic.flags.writeable and instance.flags.writeable)
+    out = panoptic if writable else panoptic.astype(np.int32, copy=True)
+    out_instance = instance if writable else np.zeros(panoptic.shape, dtype=np.int32)
+    out[things] = table.astype(np.int32)[values]
+    out_instance[things] = _instance_table(table)[values]
+    return out, out_instance
+
+
+def _set_ids(table: np.ndarray, ids: dict[int, int], offset: int) -> None:
+    """table[old + offset] = new for every (old, new) in ``ids`` whose old id the table spans."""
+    if not ids:
+        return
+    old = np.fromiter(ids.keys(), dtype=np.int64, count=len(ids)) + offset
+    new = np.fromiter(ids.values(), dtype=np.int64, count=len(ids))
+    inside = (old >= 0) & (old < table.size)
+    table[old[inside]] = new[inside]
+
+
+def _instance_table(table: np.ndarray) -> np.ndarray:
+    """The instance part of each panoptic value in ``table`` (0 for void, stuff and non-things)."""
+    thing = (table >= 0) & (table % LABEL_DIVISOR != 0)
+    return np.where(thing, table % LABEL_DIVISOR, 0).astype(np.int32)
 
 
 def _relabel_segments(segments: Sequence | None, ids: dict[int, int]) -> list:
