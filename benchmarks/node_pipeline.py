@@ -5,7 +5,8 @@ Usage:
     python benchmarks/node_pipeline.py --shipped                        # the shipped model (config from its file)
     python benchmarks/node_pipeline.py --weights W.safetensors|W.onnx [--config CFG.yaml] --device cuda
 
-Stages (milliseconds, median over --iterations frames): decode (CDR -> RGB), preprocess / model / postprocess
+The frame is a rendered street scene (the synthetic data's held-out seed 1000000) with its own camera. Stages
+(milliseconds, median over --iterations frames): decode (CDR -> RGB), preprocess / model / postprocess
 (the predictor's own split; postprocess also holds colouring and the overlay), cloud (back-projection straight
 into the serialized PointCloud2 + instance boxes), messages (building + serializing the other outputs, 2D boxes
 included). Then the labeled PointCloud2 alone: build + serialize next to np.copy and bytes() of the same number
@@ -52,7 +53,8 @@ class FakePredictor:
         )
 
     def __call__(self, image: np.ndarray, focal: float | None = None):
-        return self.result
+        # fresh maps each call, as a real predictor gives: tracking relabels the pipeline's maps in place
+        return SimpleNamespace(**{k: v.copy() if isinstance(v, np.ndarray) else v for k, v in vars(self.result).items()})
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -69,12 +71,15 @@ def _time(function, repeats: int) -> list[float]:
 
 
 def _frame(store, height: int, width: int) -> tuple[bytes, bytes]:
-    rgb = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    """A rendered street scene (held-out seed) and its camera: a model finds the things it would on the road."""
+    from panopticdepth_core.data.synthetic import render_scene
+
+    scene = render_scene(1000000, (height, width))
+    rgb = np.ascontiguousarray(scene.image, dtype=np.uint8)
     header = m.make_header(store, 1, 0, "camera_color_optical_frame")
     image = m.serialize(m.image_message(store, header, rgb, "rgb8"), m.IMAGE, store)
     types = store.types
-    fx = 0.8 * width
-    k = np.array([fx, 0, (width - 1) / 2, 0, fx, (height - 1) / 2, 0, 0, 1], dtype=np.float64)
+    k = np.asarray(scene.intrinsics, dtype=np.float64).reshape(-1)
     info = types[m.CAMERA_INFO](
         header=header, height=height, width=width, distortion_model="plumb_bob", d=np.zeros(5), k=k,
         r=np.eye(3).reshape(-1), p=np.concatenate([k[:3], [0], k[3:6], [0], k[6:], [0]]), binning_x=0, binning_y=0,

@@ -74,7 +74,9 @@ class PredictorLike(Protocol):
     """``predictor(rgb, focal=fx)`` with an (H, W, 3) uint8 RGB image and its focal length fx in pixels (None when
     the camera is unknown: the model's canonical camera is then assumed for depth); an optional ``timings`` dict
     on the result (preprocess / model / postprocess / to_numpy seconds) splits the model stage, an optional
-    ``depth_scaling`` (Predictor's DepthScaling) says how depth was scaled."""
+    ``depth_scaling`` (Predictor's DepthScaling) says how depth was scaled. Each result's maps are the pipeline's
+    to change: tracking writes its ids into the panoptic and instance maps (when they are writable int32 arrays),
+    so a predictor that hands out the same arrays on every call must hand out copies."""
 
     def __call__(self, image: np.ndarray, focal: float | None = None) -> PredictionLike: ...
 
