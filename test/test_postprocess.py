@@ -366,3 +366,22 @@ def test_segment_areas_and_mean_depths_match_the_output_maps(size) -> None:
             pixels = result.panoptic == segment.id
             assert segment.area == int(pixels.sum())
             assert segment.mean_depth == pytest.approx(float(result.depth[pixels].double().mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize("image", [(64, 96), (61, 90)])  # whole stride-4 grid, and an image cropped inside it
+def test_depth_from_stride_cells_equals_the_upsampled_embedding(image) -> None:
+    """Native-size depth from the S segments' stride-4 logits equals the per-pixel kernel over the x4-upsampled
+    embedding (the rule it replaces), void pixels 0, within float rounding."""
+    from panopticdepth_core.modeling.postprocess import _depth_from_stride_cells, _depth_map, _Survivor, _to_output
+
+    generator = torch.Generator().manual_seed(3)
+    kd, rows, cols = 8, 16, 24
+    embedding = torch.randn(kd, rows, cols, generator=generator)
+    survivors = [_Survivor(11, True, 0.9, torch.randn(2 + kd, generator=generator) * 2) for _ in range(5)]
+    winner = torch.randint(-1, len(survivors), image, generator=generator)  # void pixels included
+    st = PostprocessParams.from_config(config())
+    new = _depth_from_stride_cells(winner, survivors, embedding, 4, st)
+    old = _depth_map(winner, survivors, _to_output(embedding, 4, image, image), st)
+    assert new.shape == old.shape == image
+    assert torch.equal(new == 0, old == 0) and bool((new[winner < 0] == 0).all())
+    assert torch.allclose(new, old, rtol=1e-5, atol=1e-4)

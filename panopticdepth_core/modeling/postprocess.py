@@ -32,7 +32,13 @@ from torch import Tensor
 
 from ..config import CfgNode
 from .instance_depth import instance_depth_maps, pixel_depths
-from .label_upsampling import copy_blocks, segment_totals, upsample_segment_depth, upsample_segment_maps
+from .label_upsampling import (
+    axis_taps,
+    copy_blocks,
+    segment_totals,
+    upsample_segment_depth,
+    upsample_segment_maps,
+)
 from .settings import PostprocessParams, as_params
 from .types import (
     LABEL_DIVISOR,
@@ -397,6 +403,44 @@ def _depth_map(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, st
     return depth.clamp(0.0, st.max_depth)
 
 
+def _depth_from_stride_cells(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, stride: int,
+                             st: PostprocessParams) -> Tensor:
+    """(H, W) depth at the network input's size from the stride-4 depth embedding (Kd, h, w): each pixel under its
+    winning segment's kernel, 0 where void.
+
+    Why not upsample the embedding: the kernel's dot product is linear in the embedding, so w . (bilinear E) at a
+    pixel is the bilinear mix of the four stride-4 values of w . E (equal up to float rounding). Those are S small
+    maps; each pixel then gathers its own segment's four taps, where an upsampled embedding would be Kd full maps.
+    """
+    kd, rows, cols = embedding.shape
+    height, width = winner.shape
+    device = embedding.device
+    kernels = torch.stack([s.depth_kernel for s in survivors]).float()  # (S, 2 + Kd)
+    cells = rows * cols
+    relative_cells = (kernels[:, 2:] @ embedding.reshape(kd, -1)).reshape(-1)  # (S * h * w,) w . E per cell
+    mean = torch.sigmoid(kernels[:, 0]) * st.mean_scale  # (S,) as instance_depth_maps computes them
+    spread = torch.sigmoid(kernels[:, 1]) * st.range_scale
+    # taps of the x``stride`` upsampling that _to_output does before cropping to the image
+    taps_y, taps_x = axis_taps(rows * stride, rows, device), axis_taps(cols * stride, cols, device)
+    x0, x1, wx = taps_x.first[:width], taps_x.second[:width], taps_x.weight[:width]  # (W,)
+    depth = torch.zeros(height, width, device=device)
+    chunk = max(1, 131072 // width)  # rows per pass: bounds the (rows, W) index tensors
+    for top in range(0, height, chunk):
+        bottom = min(height, top + chunk)
+        owner = winner[top:bottom]  # (r, W)
+        base = owner.clamp(min=0) * cells  # (r, W) start of each pixel's segment in relative_cells
+        y0 = (taps_y.first[top:bottom] * cols)[:, None]  # (r, 1)
+        y1 = (taps_y.second[top:bottom] * cols)[:, None]
+        wy = taps_y.weight[top:bottom, None]
+        upper = torch.lerp(torch.take(relative_cells, base + y0 + x0), torch.take(relative_cells, base + y0 + x1), wx)
+        lower = torch.lerp(torch.take(relative_cells, base + y1 + x0), torch.take(relative_cells, base + y1 + x1), wx)
+        relative = torch.lerp(upper, lower, wy)  # (r, W) w . E at each pixel
+        index = owner.clamp(min=0)
+        values = torch.relu(mean[index] + spread[index] * (torch.sigmoid(relative) * 2.0 - 1.0))
+        depth[top:bottom] = torch.where(owner >= 0, values, 0.0)
+    return depth.clamp(0.0, st.max_depth)
+
+
 def _segment_sums(index: Tensor, length: int, weights: Tensor | None = None) -> list[float]:
     """Per-value count (or sum of ``weights``, in float64) of a flat int64 index in [0, length).
 
@@ -568,7 +612,7 @@ def _postprocess_one(
         return empty_result(*output_size, with_depth=st.depth_on, device=embedding.device)
     depth = None
     if st.depth_on:
-        depth = _depth_map(winner, survivors, _to_output(depth_embedding, stride, image_size, output_size), st)
+        depth = _depth_from_stride_cells(winner, survivors, depth_embedding, stride, st)
     return _result(winner, survivors, depth)
 
 
