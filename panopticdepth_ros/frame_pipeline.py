@@ -8,6 +8,7 @@ raises: the frame is skipped with a reason that names the problem, and the count
 from __future__ import annotations
 
 import math
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -74,9 +75,9 @@ class PredictorLike(Protocol):
     """``predictor(rgb, focal=fx)`` with an (H, W, 3) uint8 RGB image and its focal length fx in pixels (None when
     the camera is unknown: the model's canonical camera is then assumed for depth); an optional ``timings`` dict
     on the result (preprocess / model / postprocess / to_numpy seconds) splits the model stage, an optional
-    ``depth_scaling`` (Predictor's DepthScaling) says how depth was scaled. Each result's maps are the pipeline's
-    to change: tracking writes its ids into the panoptic and instance maps (when they are writable int32 arrays),
-    so a predictor that hands out the same arrays on every call must hand out copies."""
+    ``depth_scaling`` (Predictor's DepthScaling) says how depth was scaled. The maps of a core ``Prediction``
+    (fresh arrays on every call) are relabelled in place by tracking; any other result's maps are left as they
+    are (a predictor may keep them)."""
 
     def __call__(self, image: np.ndarray, focal: float | None = None) -> PredictionLike: ...
 
@@ -149,6 +150,13 @@ class FrameResult:
     code: str | None = None  # short category, counted in diagnostics
     warnings: list[str] = field(default_factory=list)  # non-fatal: outputs left off and why
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def _fresh_maps(prediction) -> bool:
+    """Whether ``prediction`` is a core ``Prediction``, whose maps are new arrays on every call (so tracking may
+    relabel them in place). Without importing the predictor module (and torch) where none can exist."""
+    module = sys.modules.get("panopticdepth_core.inference.predictor")
+    return module is not None and isinstance(prediction, module.Prediction)
 
 
 def _to_numpy(value) -> np.ndarray | None:
@@ -316,7 +324,8 @@ class FramePipeline:
             K = camera.K if out_size == rgb.shape[:2] else scale_intrinsics(camera.K, rgb.shape[:2], out_size)
         segments = list(getattr(prediction, "segments", None) or ())
         if settings.track:
-            panoptic, instance, segments = self._track(panoptic, instance, segments, depth, K, msg.header, result)
+            panoptic, instance, segments = self._track(panoptic, instance, segments, depth, K, msg.header, result,
+                                                       in_place=_fresh_maps(prediction))
         elif self._tracking:
             self._tracking = False
         now = time.perf_counter()
@@ -401,7 +410,7 @@ class FramePipeline:
 
     # --------------------------------------------------------------------------------------------- tracking
     def _track(self, panoptic: np.ndarray, instance: np.ndarray, segments: list, depth, K, header,
-               result: FrameResult):
+               result: FrameResult, in_place: bool = False):
         """(panoptic, instance, segments) with tracked ids. Starts afresh (saying why) when tracking was just
         turned on, the camera changed (another K or image size) or time went back (a bag played again)."""
         camera = (None if K is None else tuple(np.round(np.asarray(K, dtype=np.float64).reshape(-1), 6)),
@@ -416,9 +425,8 @@ class FramePipeline:
         self._tracking, self._tracked_camera = True, camera
         stamp = stamp_seconds(header) if header is not None else None
         pose = self.camera_poses(header) if self.camera_poses is not None and header is not None else None
-        # the maps are this frame's own (converted from the prediction above): relabelled in place, not copied
         tracked = self.tracker.update(panoptic, segments, depth, K, pose, time=stamp, instance=instance,
-                                      in_place=True)
+                                      in_place=in_place)
         if tracked.reset and why is None:
             why = "time went back (a bag played again, or a clock reset)"
         if why is not None:

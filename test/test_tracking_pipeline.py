@@ -184,3 +184,39 @@ def test_detections_deserialize_with_rclpy():
     assert {d.id for d in two.detections} == ids and {d.id for d in three.detections} <= ids
     assert all(d.results[0].hypothesis.class_id in ("11", "13") for d in two.detections)
     assert two.header.frame_id == FRAME and three.detections[0].bbox.size.x > 0
+
+
+
+def test_core_predictions_are_relabelled_in_place_and_other_results_left_alone():
+    """A core Prediction's maps are new on every call, so tracking writes its ids into them (no copies); any other
+    predictor may keep what it returned, so those maps stay as they were."""
+    from panopticdepth_core.inference.predictor import Prediction
+
+    class TwoThings:
+        def __init__(self, core: bool) -> None:
+            self.core = core
+
+        def __call__(self, rgb, focal=None):
+            panoptic = np.zeros((H, W), np.int32)
+            panoptic[10:20, 10:30] = CAR * 1000 + 2  # numbered 2 by the frame; the tracker's first car id is 1
+            panoptic[5:15, 50:60] = PERSON * 1000 + 1
+            semantic = panoptic // 1000
+            instance = (panoptic % 1000).astype(np.int32)
+            depth = np.full((H, W), 10.0, np.float32)
+            segments = [Segment(CAR * 1000 + 2, CAR, True, 0.9, 200, 2), Segment(PERSON * 1000 + 1, PERSON, True, 0.8,
+                                                                                  100, 1)]
+            self.original = panoptic.copy()
+            kind = Prediction if self.core else SimpleNamespace
+            self.returned = kind(panoptic=panoptic, semantic=semantic, instance=instance, depth=depth,
+                                 segments=segments)
+            return self.returned
+
+    for core in (False, True):
+        predictor = TwoThings(core)
+        pipeline = FramePipeline(predictor, PipelineSettings())
+        result = pipeline.process(*_inputs(pipeline.store, 0, 0.0))
+        published = np.frombuffer(m.deserialize(result.outputs["panoptic"][1], m.IMAGE, pipeline.store).data,
+                                  "<i4").reshape(H, W)
+        assert (published == CAR * 1000 + 1).sum() == 200 and not (published == CAR * 1000 + 2).any()
+        expected = published if core else predictor.original
+        assert np.array_equal(predictor.returned.panoptic, expected)
