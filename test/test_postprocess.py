@@ -385,3 +385,79 @@ def test_depth_from_stride_cells_equals_the_upsampled_embedding(image) -> None:
     assert new.shape == old.shape == image
     assert torch.equal(new == 0, old == 0) and bool((new[winner < 0] == 0).all())
     assert torch.allclose(new, old, rtol=1e-5, atol=1e-4)
+
+
+def _brute_force_combine(things, thing_probs, stuff, stuff_probs, first_thing, image, st):
+    """The combination rule on every thing's whole upsampled map (what ``_combine`` must equal)."""
+    from panopticdepth_core.modeling.postprocess import _to_output
+
+    full = _to_output(thing_probs, 4, image, image)
+    pasted = torch.full(image, -1, dtype=torch.long)
+    sources, maps = [], []
+    for i in range(full.shape[0]):
+        mask = full[i] > st.mask_threshold
+        area = int(mask.sum())
+        if area == 0:
+            continue
+        mask &= pasted < 0
+        if (area - int(mask.sum())) / area > st.overlap_threshold:
+            continue
+        pasted[mask] = len(sources)
+        sources.append(("thing", i))
+        maps.append(full[i])
+    stuff_up = _to_output(stuff_probs, 4, image, image)
+    label = stuff_up.argmax(0)
+    free = pasted < 0
+    for u in range(stuff_up.shape[0]):
+        area = int(((label == u) & free).sum())
+        if int(stuff.classes[u]) >= first_thing or area == 0 or area < st.stuff_min_area:
+            continue
+        pasted[(label == u) & free] = len(sources)
+        sources.append(("stuff", u))
+        maps.append(stuff_up[u])
+    if st.combine_mode == "argmax":
+        return torch.stack(maps).argmax(0), sources  # torch.argmax returns the first maximum
+    return pasted, sources
+
+
+@pytest.mark.parametrize("mode", ["argmax", "paste"])
+@pytest.mark.parametrize("image", [(64, 96), (57, 93)])
+def test_combine_equals_the_rule_on_whole_maps(mode, image) -> None:
+    """Masks, areas and overlaps taken inside each thing's window: the same winners and survivors as the rule
+    evaluated on every whole map, with stuff too weak in a band for the argmax to leave things to their masks."""
+    from panopticdepth_core.modeling.postprocess import _Candidates, _combine
+
+    generator = torch.Generator().manual_seed(11)
+    rows, cols = H4 + 1, W4 + 1
+    ys, xs = torch.meshgrid(torch.arange(rows).float(), torch.arange(cols).float(), indexing="ij")
+    blobs = []
+    for _ in range(14):  # overlapping blobs of several sizes, some touching the image's edges
+        cy, cx = torch.rand(2, generator=generator) * torch.tensor([rows, cols])
+        radius = 1.0 + 4.0 * float(torch.rand(1, generator=generator))
+        blobs.append(torch.sigmoid(3.0 * (1.0 - ((ys - cy) ** 2 + (xs - cx) ** 2) / radius**2)))
+    thing_probs = torch.stack(blobs)
+    # weak stuff: in a band of the image every stuff probability stays below the mask threshold
+    stuff_probs = torch.rand(3, rows, cols, generator=generator) * 0.9
+    stuff_probs[:, 3:12] *= 0.02
+    classes = torch.tensor([11 + i % 3 for i in range(14)])
+    things = _Candidates(torch.zeros(14, 4), classes, torch.linspace(0.9, 0.3, 14), None)
+    stuff = _Candidates(torch.zeros(3, 4), torch.tensor([0, 1, 2]), torch.ones(3), None)
+    cfg = config(area_limit=16, mode=mode)
+    st = PostprocessParams.from_config(cfg)
+    winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, 11, image, image, st)
+    expected, sources = _brute_force_combine(things, thing_probs, stuff, stuff_probs, 11, image, st)
+    assert [("thing" if s.is_thing else "stuff", s.source) for s in survivors] == sources
+    assert torch.equal(winner, expected)
+    assert sum(kind == "thing" for kind, _ in sources) >= 5 and any(kind == "stuff" for kind, _ in sources)
+    if mode == "argmax":  # things win pixels outside their masks (and windows) where stuff is weak
+        maps = torch.stack([(_to_full(thing_probs[i], image) if kind == "thing" else _to_full(stuff_probs[i], image))
+                            for kind, i in sources])
+        is_thing = torch.tensor([kind == "thing" for kind, _ in sources])
+        outside = is_thing[expected] & (maps.max(0).values <= st.mask_threshold)
+        assert int(outside.sum()) > 20
+
+
+def _to_full(cells: torch.Tensor, image) -> torch.Tensor:
+    from panopticdepth_core.modeling.postprocess import _to_output
+
+    return _to_output(cells[None], 4, image, image)[0]
