@@ -423,9 +423,10 @@ def _brute_force_combine(things, thing_probs, stuff, stuff_probs, first_thing, i
 @pytest.mark.parametrize("mode", ["argmax", "paste"])
 @pytest.mark.parametrize("image", [(64, 96), (57, 93)])
 def test_combine_equals_the_rule_on_whole_maps(mode, image) -> None:
-    """Masks, areas and overlaps taken inside each thing's window: the same winners and survivors as the rule
-    evaluated on every whole map, with stuff too weak in a band for the argmax to leave things to their masks."""
-    from panopticdepth_core.modeling.postprocess import _Candidates, _combine
+    """Things upsampled inside their windows for masks, areas and overlaps, and the argmax decided on the stride-4
+    grid with only disagreeing pixels sampled: the same survivors and winners as the rule evaluated on every
+    whole upsampled map, with stuff too weak in a band for the argmax to leave things to their masks."""
+    from panopticdepth_core.modeling.postprocess import _argmax_winner, _Candidates, _combine
 
     generator = torch.Generator().manual_seed(11)
     rows, cols = H4 + 1, W4 + 1
@@ -444,7 +445,9 @@ def test_combine_equals_the_rule_on_whole_maps(mode, image) -> None:
     stuff = _Candidates(torch.zeros(3, 4), torch.tensor([0, 1, 2]), torch.ones(3), None)
     cfg = config(area_limit=16, mode=mode)
     st = PostprocessParams.from_config(cfg)
-    winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, 11, image, image, st)
+    winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, 11, image, st)
+    if mode == "argmax":
+        winner = _argmax_winner(survivors, thing_probs, stuff_probs, 4, image)
     expected, sources = _brute_force_combine(things, thing_probs, stuff, stuff_probs, 11, image, st)
     assert [("thing" if s.is_thing else "stuff", s.source) for s in survivors] == sources
     assert torch.equal(winner, expected)

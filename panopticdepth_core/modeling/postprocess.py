@@ -22,7 +22,7 @@ are computed; images where nothing survives return all-void results instead of f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,8 +56,6 @@ from .types import (
 STUFF_REGION_MIN_PROB = 0.4
 #: Things whose rescored score falls below this are dropped before the top-k (hard-coded in the release).
 THING_MIN_SCORE = 0.05
-#: How many full-resolution thing maps are held at once while combining (bounds memory at large output sizes).
-_CHUNK = 8
 #: Up to this many values (segments x network-input pixels, 128 MiB of float32), depths at another output size
 #: are read from every segment's whole depth map; beyond it, computed pixel by pixel (less memory, slower).
 _MAX_DEPTH_MAP_VALUES = 1 << 25
@@ -261,11 +259,6 @@ def _to_output(maps: Tensor, stride: int, image_size: tuple[int, int], output_si
     return up[0]
 
 
-def _chunks(maps: Tensor, stride: int, image_size, output_size) -> Iterator[Tensor]:
-    for start in range(0, maps.shape[0], _CHUNK):
-        yield from _to_output(maps[start : start + _CHUNK], stride, image_size, output_size)
-
-
 # ------------------------------------------------------------------------------------------- combination
 
 
@@ -279,19 +272,15 @@ class _Survivor:
     source: int = -1  # its row in the thing (or stuff) candidates
 
 
-def _axis_window(first: int, last: int, stride: int, image: int, output: int) -> tuple[int, int]:
-    """Output pixels [start, stop) along one axis that bilinear resampling can feed from stride-4 cells
+def _axis_window(first: int, last: int, stride: int, image: int) -> tuple[int, int]:
+    """Image pixels [start, stop) along one axis that bilinear upsampling can feed from stride-4 cells
     [first, last]: a conservative bound (a bilinear value is a convex mix of its two taps)."""
-    low, high = max(0, stride * (first - 1)), min(image, stride * (last + 2))  # image pixels
-    if output != image:
-        low = math.floor((low - 1) * output / image) - 1
-        high = math.ceil((high + 1) * output / image) + 1
-    return max(0, low), min(output, high)
+    return max(0, stride * (first - 1)), min(image, stride * (last + 2))
 
 
-def _mask_windows(probs: Tensor, threshold: float, stride: int, image_size, output_size) -> list[tuple[int, ...]]:
-    """Per map, the output window (y0, y1, x0, x1) outside which it cannot exceed ``threshold``; empty
-    windows (y0 == y1) where no stride-4 cell does."""
+def _mask_windows(probs: Tensor, threshold: float, stride: int, image_size) -> list[tuple[int, ...]]:
+    """Per map, the image window (y0, y1, x0, x1) outside which its upsampling cannot exceed ``threshold``;
+    empty windows (y0 == y1) where no stride-4 cell does."""
     above = probs > threshold  # (N, h, w)
     bounds = []
     for reduce_dim in (2, 1):  # rows, then columns
@@ -304,8 +293,8 @@ def _mask_windows(probs: Tensor, threshold: float, stride: int, image_size, outp
         if not bounds[0][2][i]:
             windows.append((0, 0, 0, 0))
             continue
-        rows = _axis_window(bounds[0][0][i], bounds[0][1][i], stride, image_size[0], output_size[0])
-        cols = _axis_window(bounds[1][0][i], bounds[1][1][i], stride, image_size[1], output_size[1])
+        rows = _axis_window(bounds[0][0][i], bounds[0][1][i], stride, image_size[0])
+        cols = _axis_window(bounds[1][0][i], bounds[1][1][i], stride, image_size[1])
         windows.append((*rows, *cols))
     return windows
 
@@ -334,32 +323,24 @@ def _combine(
     stuff_probs: Tensor,
     first_thing: int,
     image_size: tuple[int, int],
-    output_size: tuple[int, int],
     st: PostprocessParams,
 ) -> tuple[Tensor, list[_Survivor]]:
-    """Winner map (H, W) int64 of survivor indices (-1 = void) and the survivors, things first by score.
+    """The survivors (things first, by score) and the classic paste's map (H, W) int64 of survivor indices
+    (-1 = void) at the network input's size.
 
-    Masks, areas and overlaps are evaluated inside each map's window only (exact, see ``_mask_windows``);
-    the argmax rule needs the survivors' whole maps.
+    A thing's map is upsampled inside its window only (outside it, it cannot exceed the mask threshold, see
+    ``_mask_windows``): its mask, area and overlap need nothing more. The argmax rule's map is
+    ``_argmax_winner``'s.
     """
     device = stuff_probs.device
-    pasted = torch.full(output_size, -1, dtype=torch.long, device=device)  # the greedy paste, survivor index
-    argmax = st.combine_mode == "argmax"
-    best = torch.full(output_size, -math.inf, device=device) if argmax else None
-    winner = torch.full(output_size, -1, dtype=torch.long, device=device) if argmax else None
+    stride = st.common_stride
+    pasted = torch.full(image_size, -1, dtype=torch.long, device=device)  # the greedy paste, survivor index
     survivors: list[_Survivor] = []
-
-    def admit(prob: Tensor, category: int, is_thing: bool, score: float, depth: Tensor | None, source: int,
-              kernel: Tensor | None = None) -> int:
-        survivors.append(_Survivor(category, is_thing, score, depth, kernel, source))
-        if argmax:
-            _argmax_step(best, winner, prob, len(survivors) - 1)
-        return len(survivors) - 1
-
-    windows = _mask_windows(thing_probs, st.mask_threshold, st.common_stride, image_size, output_size)
-    for i, prob in enumerate(_chunks(thing_probs, st.common_stride, image_size, output_size)):
-        y0, y1, x0, x1 = windows[i]
-        mask = prob[y0:y1, x0:x1] > st.mask_threshold
+    window_map = _WindowUpsampler(thing_probs, stride)
+    for i, (y0, y1, x0, x1) in enumerate(_mask_windows(thing_probs, st.mask_threshold, stride, image_size)):
+        if y0 == y1 or x0 == x1:
+            continue
+        mask = window_map(i, y0, y1, x0, x1) > st.mask_threshold  # (y1 - y0, x1 - x0)
         area = int(torch.count_nonzero(mask))
         if area == 0:
             continue
@@ -367,12 +348,12 @@ def _combine(
         if (area - int(torch.count_nonzero(mask))) / area > st.overlap_threshold:
             continue
         depth = things.depth_kernels[i] if things.depth_kernels is not None else None
-        index = admit(prob, int(things.classes[i]), True, float(things.scores[i]), depth, i, things.kernels[i])
-        pasted[y0:y1, x0:x1].masked_fill_(mask, index)
+        survivors.append(_Survivor(int(things.classes[i]), True, float(things.scores[i]), depth, things.kernels[i], i))
+        pasted[y0:y1, x0:x1].masked_fill_(mask, len(survivors) - 1)
 
     if stuff_probs.shape[0]:
-        stuff_up = _to_output(stuff_probs, st.common_stride, image_size, output_size)  # (U, H, W)
-        label = _first_argmax(stuff_up.reshape(stuff_up.shape[0], -1)).reshape(output_size)  # (H, W) stuff index
+        stuff_up = _to_output(stuff_probs, stride, image_size, image_size)  # (U, H, W)
+        label = _first_argmax(stuff_up.reshape(stuff_up.shape[0], -1)).reshape(image_size)  # (H, W) stuff index
         free = pasted < 0
         areas = torch.bincount(label[free], minlength=stuff_up.shape[0]).tolist()  # stuff regions are disjoint
         for u, area in enumerate(areas):
@@ -380,9 +361,52 @@ def _combine(
             if category >= first_thing or area == 0 or area < st.stuff_min_area:
                 continue
             depth = stuff.depth_kernels[u] if stuff.depth_kernels is not None else None
-            index = admit(stuff_up[u], category, False, float(stuff.scores[u]), depth, u)
-            pasted.masked_fill_((label == u) & free, index)
-    return (winner if argmax else pasted), survivors
+            survivors.append(_Survivor(category, False, float(stuff.scores[u]), depth, None, u))
+            pasted.masked_fill_((label == u) & free, len(survivors) - 1)
+    return pasted, survivors
+
+
+class _WindowUpsampler:
+    """Thing maps upsampled by the stride inside a window of the image, equal to the same window of the full
+    upsampling: the window's stride-4 cells (from its first pixel's first tap to its last pixel's second tap) are
+    upsampled alone. The source positions within them are those of the full map shifted by whole cells (the scale
+    is exactly 1 / stride), so the bilinear weights and taps, and the values, are the same."""
+
+    def __init__(self, maps: Tensor, stride: int) -> None:
+        self.maps, self.stride = maps, stride
+        rows, cols = maps.shape[-2:]
+        self.taps = [(taps.first.tolist(), taps.second.tolist())
+                     for taps in (axis_taps(rows * stride, rows, maps.device), axis_taps(cols * stride, cols, maps.device))]
+
+    def __call__(self, index: int, y0: int, y1: int, x0: int, x1: int) -> Tensor:
+        (first_y, second_y), (first_x, second_x) = self.taps
+        r0, r1, c0, c1 = first_y[y0], second_y[y1 - 1] + 1, first_x[x0], second_x[x1 - 1] + 1
+        cells = self.maps[index, r0:r1, c0:c1]
+        up = F.interpolate(cells[None, None], size=((r1 - r0) * self.stride, (c1 - c0) * self.stride),
+                           mode="bilinear", align_corners=False)[0, 0]
+        top, left = y0 - self.stride * r0, x0 - self.stride * c0
+        return up[top : top + y1 - y0, left : left + x1 - x0]
+
+
+def _survivor_maps(survivors: list[_Survivor], thing_probs: Tensor, stuff_probs: Tensor) -> Tensor:
+    """(S, h, w) the survivors' stride-4 maps, in survivor order (things first)."""
+    rows = [(thing_probs if s.is_thing else stuff_probs)[s.source] for s in survivors]
+    return torch.stack(rows) if rows else stuff_probs.new_zeros(0, *stuff_probs.shape[-2:])
+
+
+def _argmax_winner(survivors: list[_Survivor], thing_probs: Tensor, stuff_probs: Tensor, stride: int,
+                   image_size: tuple[int, int]) -> Tensor:
+    """(H, W) int64: at each pixel of the image, the first survivor whose upsampled map is highest.
+
+    Decided on the stride-4 grid, then upsampled as ``label_upsampling`` does: a pixel whose four stride-4 taps
+    agree takes their answer (the winner there wins any convex mix of them); only the others (segment borders)
+    are decided from bilinearly sampled values. S full-size maps would cost S passes over the image.
+    """
+    maps = _survivor_maps(survivors, thing_probs, stuff_probs)  # (S, h, w)
+    count, rows, cols = maps.shape
+    keys = _first_argmax(maps.reshape(count, -1)).reshape(rows, cols)
+    winner, _, _ = upsample_segment_maps(keys, _first_argmax, maps, (rows * stride, cols * stride))
+    return winner[: image_size[0], : image_size[1]]
 
 
 def _depth_map(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, st: PostprocessParams) -> Tensor:
@@ -607,9 +631,11 @@ def _postprocess_one(
     if tuple(output_size) != tuple(image_size):
         return _resampled_result(things, thing_probs, stuff, stuff_probs, depth_embedding, first_thing, image_size,
                                  output_size, st)
-    winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, output_size, st)
+    winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, st)
     if not survivors:
         return empty_result(*output_size, with_depth=st.depth_on, device=embedding.device)
+    if st.combine_mode == "argmax":
+        winner = _argmax_winner(survivors, thing_probs, stuff_probs, stride, image_size)
     depth = None
     if st.depth_on:
         depth = _depth_from_stride_cells(winner, survivors, depth_embedding, stride, st)
@@ -635,7 +661,7 @@ def _resampled_result(
     ``label_upsampling``), and the depth is each pixel's own segment's depth resampled.
     """
     stride = st.common_stride
-    winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, image_size, st)
+    pasted, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, st)
     if not survivors:
         return empty_result(*output_size, with_depth=st.depth_on, device=stuff_probs.device)
 
@@ -644,24 +670,24 @@ def _resampled_result(
             return maps.new_zeros(0, *image_size)
         return _to_output(maps, stride, image_size, image_size)
 
-    admitted = torch.tensor([s.source for s in survivors if s.is_thing], dtype=torch.long, device=winner.device)
+    admitted = torch.tensor([s.source for s in survivors if s.is_thing], dtype=torch.long, device=pasted.device)
     thing_maps = at_input(thing_probs[admitted])  # (T, h, w) in survivor order
     if st.combine_mode == "argmax":
         stuff_rows = torch.tensor([s.source for s in survivors if not s.is_thing], dtype=torch.long,
-                                  device=winner.device)
+                                  device=pasted.device)
         maps = torch.cat([thing_maps, at_input(stuff_probs[stuff_rows])])
-        keys_to_owner = torch.arange(len(survivors), device=winner.device)
+        keys_to_owner = torch.arange(len(survivors), device=pasted.device)
 
         def decide(values: Tensor) -> Tensor:  # (S, P) -> (P,): the first maximum, as the running argmax
             return _first_argmax(values)
     else:
         count = thing_maps.shape[0]
         maps = torch.cat([thing_maps, at_input(stuff_probs)])
-        stuff_owner = torch.full((max(stuff_probs.shape[0], 1),), -1, dtype=torch.long, device=winner.device)
+        stuff_owner = torch.full((max(stuff_probs.shape[0], 1),), -1, dtype=torch.long, device=pasted.device)
         for i, survivor in enumerate(survivors):
             if not survivor.is_thing:
                 stuff_owner[survivor.source] = i
-        keys_to_owner = torch.cat([torch.arange(count, device=winner.device), stuff_owner])
+        keys_to_owner = torch.cat([torch.arange(count, device=pasted.device), stuff_owner])
 
         def decide(values: Tensor) -> Tensor:  # (T + U, P) -> (P,): the first thing over the mask threshold, else
             key = count + (_first_argmax(values[count:]) if values.shape[0] > count  # the stuff argmax (key
