@@ -670,19 +670,16 @@ def _resampled_result(
             return maps.new_zeros(0, *image_size)
         return _to_output(maps, stride, image_size, image_size)
 
-    admitted = torch.tensor([s.source for s in survivors if s.is_thing], dtype=torch.long, device=pasted.device)
-    thing_maps = at_input(thing_probs[admitted])  # (T, h, w) in survivor order
     if st.combine_mode == "argmax":
-        stuff_rows = torch.tensor([s.source for s in survivors if not s.is_thing], dtype=torch.long,
-                                  device=pasted.device)
-        maps = torch.cat([thing_maps, at_input(stuff_probs[stuff_rows])])
+        maps = at_input(_survivor_maps(survivors, thing_probs, stuff_probs))  # (S, h, w) in survivor order
         keys_to_owner = torch.arange(len(survivors), device=pasted.device)
 
         def decide(values: Tensor) -> Tensor:  # (S, P) -> (P,): the first maximum, as the running argmax
             return _first_argmax(values)
     else:
-        count = thing_maps.shape[0]
-        maps = torch.cat([thing_maps, at_input(stuff_probs)])
+        admitted = torch.tensor([s.source for s in survivors if s.is_thing], dtype=torch.long, device=pasted.device)
+        count = admitted.numel()
+        maps = torch.cat([at_input(thing_probs[admitted]), at_input(stuff_probs)])  # things in survivor order
         stuff_owner = torch.full((max(stuff_probs.shape[0], 1),), -1, dtype=torch.long, device=pasted.device)
         for i, survivor in enumerate(survivors):
             if not survivor.is_thing:
