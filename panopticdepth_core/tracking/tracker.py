@@ -370,7 +370,7 @@ def relabel(panoptic: np.ndarray, ids: dict[int, int], instance: np.ndarray | No
             raise ValueError(f"instance map {instance.shape} and panoptic {panoptic.shape} differ in shape")
         return _relabel_things(panoptic, ids, instance, in_place)
     low = min(int(panoptic.min()), -1) if panoptic.size else -1
-    high = max(int(panoptic.max()) if panoptic.size else 0, max(ids, default=0))
+    high = max(int(panoptic.max()), 0) if panoptic.size else 0  # ids outside the map's values are skipped
     # table[v] is the new value of v for v in 0..high, and its last entry that of void -1, so the panoptic map
     # indexes it directly (NumPy reads index -1 as the last entry); values below -1 need an offset
     offset = 0 if low == -1 else -low
