@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from panopticdepth_core.inference.pointcloud import CLOUD_DTYPE, depth_to_cloud, fill_cloud
+from panopticdepth_core.inference.pointcloud import CLOUD_DTYPE, depth_to_cloud
 from panopticdepth_ros import messages as m
 from panopticdepth_ros.diagnostics import STAGES
 from panopticdepth_ros.frame_pipeline import OUTPUTS, FramePipeline, PipelineSettings
@@ -154,17 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     def build():  # into a plain buffer
         return depth_to_cloud(depth, K, colors, semantic, instance, stride=args.stride, out=buffer)
 
-    def build_and_serialize():  # straight into the message's bytes, as FramePipeline does
-        message = None
-
-        def allocate(count: int) -> np.ndarray:
-            nonlocal message
-            message = m.SerializedPointCloud2(store, header, CLOUD_DTYPE, -(-height // args.stride),
-                                              -(-width // args.stride))
-            return message.points
-
-        _, dense = fill_cloud(depth, K, colors, semantic, instance, stride=args.stride, out=allocate)
-        return message.finish(dense)
+    def build_and_serialize():  # straight into the message's bytes: FramePipeline's own path
+        return pipeline.cloud_bytes(depth, K, colors, semantic, instance, header)
 
     cloud = build()
     raw = cloud.view(np.uint8).reshape(-1)

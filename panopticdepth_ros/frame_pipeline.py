@@ -349,7 +349,7 @@ class FramePipeline:
         scores = {int(s.id): float(s.score) for s in segments}
         if "points" in wanted:
             cloud_rgb = {"overlay": overlay_rgb, "image": image_rgb, "panoptic": colors}[settings.cloud_color]
-            cloud = self._cloud_bytes(depth, K, cloud_rgb, semantic, instance, msg.header)
+            cloud = self.cloud_bytes(depth, K, cloud_rgb, semantic, instance, msg.header)
         if wanted & {"instances", "detections_3d"}:
             boxes = instance_boxes(depth, K, panoptic, settings.marker_stride, settings.cloud_max_depth)
         now = time.perf_counter()
@@ -388,7 +388,7 @@ class FramePipeline:
                 result.outputs[suffix] = (typename, m.serialize(built[suffix], typename, store))
         timings["messages"] = time.perf_counter() - tick
 
-    def _cloud_bytes(self, depth: np.ndarray, K: np.ndarray, colors: np.ndarray | None, semantic: np.ndarray,
+    def cloud_bytes(self, depth: np.ndarray, K: np.ndarray, colors: np.ndarray | None, semantic: np.ndarray,
                      instance: np.ndarray, header) -> bytes:
         """The ~/points message's CDR bytes, the cloud written straight into them (no cloud buffer is kept
         between frames, so a large frame leaves no memory behind)."""
