@@ -324,9 +324,11 @@ def _combine(
     first_thing: int,
     image_size: tuple[int, int],
     st: PostprocessParams,
+    paste_stuff: bool = True,
 ) -> tuple[Tensor, list[_Survivor]]:
     """The survivors (things first, by score) and the classic paste's map (H, W) int64 of survivor indices
-    (-1 = void) at the network input's size.
+    (-1 = void) at the network input's size; without ``paste_stuff``, that map holds the things only (enough
+    for callers that need only the survivors).
 
     A thing's map is upsampled inside its window only (outside it, it cannot exceed the mask threshold, see
     ``_mask_windows``): its mask, area and overlap need nothing more. The argmax rule's map is
@@ -352,17 +354,20 @@ def _combine(
         pasted[y0:y1, x0:x1].masked_fill_(mask, len(survivors) - 1)
 
     if stuff_probs.shape[0]:
-        stuff_up = _to_output(stuff_probs, stride, image_size, image_size)  # (U, H, W)
-        label = _first_argmax(stuff_up.reshape(stuff_up.shape[0], -1)).reshape(image_size)  # (H, W) stuff index
+        label = _upsampled_argmax(stuff_probs, stride, image_size)  # (H, W) stuff index
         free = pasted < 0
-        areas = torch.bincount(label[free], minlength=stuff_up.shape[0]).tolist()  # stuff regions are disjoint
+        count = stuff_probs.shape[0]  # stuff regions are disjoint: one count of the free pixels' labels
+        areas = torch.bincount(torch.where(free, label, count).view(-1), minlength=count + 1)[:count].tolist()
+        table = [-1] * count  # stuff index -> survivor index (-1: not placed)
         for u, area in enumerate(areas):
             category = int(stuff.classes[u])
             if category >= first_thing or area == 0 or area < st.stuff_min_area:
                 continue
             depth = stuff.depth_kernels[u] if stuff.depth_kernels is not None else None
             survivors.append(_Survivor(category, False, float(stuff.scores[u]), depth, None, u))
-            pasted.masked_fill_((label == u) & free, len(survivors) - 1)
+            table[u] = len(survivors) - 1
+        if paste_stuff and max(table) >= 0:  # one lookup for every free pixel, not a pass per stuff region
+            pasted = torch.where(free, torch.tensor(table, device=device)[label], pasted)
     return pasted, survivors
 
 
@@ -396,13 +401,18 @@ def _survivor_maps(survivors: list[_Survivor], thing_probs: Tensor, stuff_probs:
 
 def _argmax_winner(survivors: list[_Survivor], thing_probs: Tensor, stuff_probs: Tensor, stride: int,
                    image_size: tuple[int, int]) -> Tensor:
-    """(H, W) int64: at each pixel of the image, the first survivor whose upsampled map is highest.
+    """(H, W) int64: at each pixel of the image, the first survivor whose upsampled map is highest."""
+    return _upsampled_argmax(_survivor_maps(survivors, thing_probs, stuff_probs), stride, image_size)
+
+
+def _upsampled_argmax(maps: Tensor, stride: int, image_size: tuple[int, int]) -> Tensor:
+    """(H, W) int64: at each pixel of the image, the index of the first of the (M, h, w) stride-4 ``maps`` whose
+    upsampling (``_to_output``) is highest.
 
     Decided on the stride-4 grid, then upsampled as ``label_upsampling`` does: a pixel whose four stride-4 taps
     agree takes their answer (the winner there wins any convex mix of them); only the others (segment borders)
-    are decided from bilinearly sampled values. S full-size maps would cost S passes over the image.
+    are decided from bilinearly sampled values. M full-size maps would cost M passes over the image.
     """
-    maps = _survivor_maps(survivors, thing_probs, stuff_probs)  # (S, h, w)
     count, rows, cols = maps.shape
     keys = _first_argmax(maps.reshape(count, -1)).reshape(rows, cols)
     winner, _, _ = upsample_segment_maps(keys, _first_argmax, maps, (rows * stride, cols * stride))
@@ -631,7 +641,8 @@ def _postprocess_one(
     if tuple(output_size) != tuple(image_size):
         return _resampled_result(things, thing_probs, stuff, stuff_probs, depth_embedding, first_thing, image_size,
                                  output_size, st)
-    winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, st)
+    winner, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, st,
+                                 paste_stuff=st.combine_mode != "argmax")
     if not survivors:
         return empty_result(*output_size, with_depth=st.depth_on, device=embedding.device)
     if st.combine_mode == "argmax":
@@ -661,9 +672,10 @@ def _resampled_result(
     ``label_upsampling``), and the depth is each pixel's own segment's depth resampled.
     """
     stride = st.common_stride
-    pasted, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, st)
+    _, survivors = _combine(things, thing_probs, stuff, stuff_probs, first_thing, image_size, st, paste_stuff=False)
     if not survivors:
         return empty_result(*output_size, with_depth=st.depth_on, device=stuff_probs.device)
+    device = stuff_probs.device
 
     def at_input(maps: Tensor) -> Tensor:  # (N, h4, w4) stride-4 maps -> (N, *image_size)
         if maps.shape[0] == 0:
@@ -672,19 +684,19 @@ def _resampled_result(
 
     if st.combine_mode == "argmax":
         maps = at_input(_survivor_maps(survivors, thing_probs, stuff_probs))  # (S, h, w) in survivor order
-        keys_to_owner = torch.arange(len(survivors), device=pasted.device)
+        keys_to_owner = torch.arange(len(survivors), device=device)
 
         def decide(values: Tensor) -> Tensor:  # (S, P) -> (P,): the first maximum, as the running argmax
             return _first_argmax(values)
     else:
-        admitted = torch.tensor([s.source for s in survivors if s.is_thing], dtype=torch.long, device=pasted.device)
+        admitted = torch.tensor([s.source for s in survivors if s.is_thing], dtype=torch.long, device=device)
         count = admitted.numel()
         maps = torch.cat([at_input(thing_probs[admitted]), at_input(stuff_probs)])  # things in survivor order
-        stuff_owner = torch.full((max(stuff_probs.shape[0], 1),), -1, dtype=torch.long, device=pasted.device)
+        stuff_owner = torch.full((max(stuff_probs.shape[0], 1),), -1, dtype=torch.long, device=device)
         for i, survivor in enumerate(survivors):
             if not survivor.is_thing:
                 stuff_owner[survivor.source] = i
-        keys_to_owner = torch.cat([torch.arange(count, device=pasted.device), stuff_owner])
+        keys_to_owner = torch.cat([torch.arange(count, device=device), stuff_owner])
 
         def decide(values: Tensor) -> Tensor:  # (T + U, P) -> (P,): the first thing over the mask threshold, else
             key = count + (_first_argmax(values[count:]) if values.shape[0] > count  # the stuff argmax (key
