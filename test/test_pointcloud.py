@@ -164,3 +164,29 @@ def test_instance_boxes_span_robust_extent_of_each_instance() -> None:
     # The box spans the 5-95 percentiles of x: about 90% of the car's 30 columns at 8 m.
     assert car.size[0] == pytest.approx(0.9 * 29 / K[0, 0] * 8.0, rel=0.1)
     assert instance_boxes(np.zeros_like(depth), K, panoptic) == []
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_instance_boxes_equal_a_per_id_reference_including_huge_ids(stride: int) -> None:
+    rng = np.random.default_rng(stride)
+    for trial in range(12):
+        height, width = rng.integers(8, 40, 2)
+        ids = [-1, 0, 1000, 13001, 13002, 11007, 18000] + ([2_000_000_001] if trial % 2 == 0 else [])
+        panoptic = rng.choice(ids, (height, width)).astype(np.int64 if trial % 4 < 2 else np.int32)
+        depth = rng.uniform(1.0, 30.0, (height, width)).astype(np.float32)
+        depth[rng.random((height, width)) < 0.1] = 0.0  # invalid pixels carry no point
+        got = instance_boxes(depth, K, panoptic, stride=stride, min_points=3)
+        ids_s, z = panoptic[::stride, ::stride], depth[::stride, ::stride]
+        expected = []
+        for pid in np.unique(ids_s):
+            rows, cols = np.nonzero((ids_s == pid) & (z > 0))
+            if pid < 0 or pid % 1000 == 0 or rows.size < 3:
+                continue
+            zs = z[rows, cols].astype(np.float64)
+            points = np.stack([(cols * stride - K[0, 2]) / K[0, 0] * zs, (rows * stride - K[1, 2]) / K[1, 1] * zs, zs], 1)
+            low, high = np.percentile(points, (5.0, 95.0), axis=0)
+            expected.append((int(pid), rows.size, (low + high) / 2, np.maximum(high - low, 0.05)))
+        assert [(b.panoptic_id, b.num_points) for b in got] == [(pid, n) for pid, n, _, _ in expected]
+        for box, (_, _, center, size) in zip(got, expected):
+            np.testing.assert_allclose(box.center, center, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(box.size, size, rtol=1e-5, atol=1e-6)

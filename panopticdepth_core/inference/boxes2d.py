@@ -33,42 +33,63 @@ class InstanceBox2D:
         return self.x1 - self.x0 + 1, self.y1 - self.y0 + 1
 
 
-def instance_boxes_2d(panoptic: np.ndarray, label_divisor: int = LABEL_DIVISOR) -> list[InstanceBox2D]:
-    """One box per thing instance (panoptic id with a non-zero instance part), sorted by panoptic id."""
+@dataclass
+class ThingExtent:
+    """Where one thing instance lies: its panoptic id, and its bounding ``rows, cols`` slices in a label map in
+    which its pixels have the value ``label`` (see :func:`thing_extents`)."""
+
+    panoptic_id: int
+    label: int
+    rows: slice
+    cols: slice
+
+    @property
+    def box(self) -> tuple[slice, slice]:
+        return self.rows, self.cols
+
+
+def thing_extents(panoptic: np.ndarray, label_divisor: int = LABEL_DIVISOR) -> tuple[np.ndarray, list[ThingExtent]]:
+    """The thing instances (panoptic ids with a non-zero instance part) of a (H, W) panoptic map, sorted by
+    panoptic id, and the label map their ``label`` values refer to (the panoptic map itself, or its ids numbered
+    1..N when they are too large for find_objects). Void (negative) and stuff (instance part 0) are skipped.
+
+    Why boxes of every segment, stuff and things: one pass of scipy's ``find_objects`` over the ids gives every
+    id's bounding rows and columns, then only the thing ids' boxes are kept; asking per pixel which ids are things
+    costs an integer modulo per pixel, slower than the whole search.
+    """
     panoptic = np.asarray(panoptic)
     if panoptic.ndim != 2:
         raise ValueError(f"panoptic must be (H, W), got shape {panoptic.shape}")
-    if panoptic.size == 0:
-        return []
+    if panoptic.size == 0 or int(panoptic.max()) < 1:
+        return panoptic, []
     from scipy import ndimage  # a dependency; imported on first use so that importing this module stays light
 
-    # Why boxes of every segment, stuff and things: one pass of find_objects over the ids (void ignored),
-    # then only the thing ids' boxes are kept; asking per pixel which ids are things costs an integer modulo per
-    # pixel, slower than the whole search.
-    labels = panoptic  # find_objects skips labels < 1 (void -1 and stuff 0 included)
-    largest = int(labels.max())
-    if largest < 1:
-        return []
-    ids = None  # panoptic id of each label when the labels are numbered 1..N first
-    if largest > MAX_DIRECT_ID:  # find_objects keeps one slot per label value up to the largest
-        ids, inverse = np.unique(np.maximum(labels, 0), return_inverse=True)  # (N,), 0 first when some pixel is
-        labels = inverse.reshape(labels.shape).astype(np.int32) + (0 if ids[0] == 0 else 1)  # void or 0
+    labels, ids = panoptic, None  # ids: the panoptic id of each label when the labels are numbered 1..N first
+    if int(panoptic.max()) > MAX_DIRECT_ID:  # find_objects keeps one slot per label value up to the largest
+        ids, inverse = np.unique(np.maximum(panoptic, 0), return_inverse=True)  # (N,), 0 first when some pixel is
+        labels = inverse.reshape(panoptic.shape).astype(np.int32) + (0 if ids[0] == 0 else 1)  # void or stuff
         ids = ids if ids[0] == 0 else np.r_[0, ids]
-    slices = ndimage.find_objects(labels)  # one C pass: slices[label - 1] is the bounding box of label, or None
-    boxes = []
-    for index, found in enumerate(slices):
+    extents = []
+    for index, found in enumerate(ndimage.find_objects(labels)):  # found: the bounding slices of label, or None
         label = index + 1
         pid = label if ids is None else int(ids[label])
-        if found is None or pid % label_divisor == 0:
-            continue
-        rows, cols = found
-        area = int(np.count_nonzero(labels[found] == label))
-        boxes.append(InstanceBox2D(pid, pid // label_divisor, pid % label_divisor, cols.start, rows.start,
-                                   cols.stop - 1, rows.stop - 1, area))
+        if found is not None and pid % label_divisor != 0:
+            extents.append(ThingExtent(pid, label, *found))
+    return labels, extents
+
+
+def instance_boxes_2d(panoptic: np.ndarray, label_divisor: int = LABEL_DIVISOR) -> list[InstanceBox2D]:
+    """One box per thing instance (panoptic id with a non-zero instance part), sorted by panoptic id."""
+    labels, extents = thing_extents(panoptic, label_divisor)
+    boxes = []
+    for thing in extents:
+        area = int(np.count_nonzero(labels[thing.box] == thing.label))
+        pid = thing.panoptic_id
+        boxes.append(InstanceBox2D(pid, pid // label_divisor, pid % label_divisor, thing.cols.start,
+                                   thing.rows.start, thing.cols.stop - 1, thing.rows.stop - 1, area))
     return boxes
 
 
 #: Largest panoptic id scipy's find_objects is given directly: it keeps one slot per label value up to the
-#: largest (class 255 * 1000 + 999 fits). Larger ids are numbered 1..N first here, and sorted in
-#: pointcloud.instance_boxes.
+#: largest (class 255 * 1000 + 999 fits). Larger ids are numbered 1..N first.
 MAX_DIRECT_ID = 1 << 20

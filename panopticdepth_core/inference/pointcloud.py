@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..data.classes import LABEL_DIVISOR, VOID_CLASS
-from .boxes2d import MAX_DIRECT_ID
+from .boxes2d import thing_extents
 
 CLOUD_FIELDS: tuple[tuple[str, str], ...] = (
     ("x", "<f4"),
@@ -292,32 +292,20 @@ def instance_boxes(
     height, width = depth.shape
     ray_x, ray_y = pixel_rays(K, height, width, stride)
     z = depth[::stride, ::stride]
-    ids = np.maximum(panoptic[::stride, ::stride], 0)  # (h', w'); void (negative) -> 0, which no box has
-    if not ids.any():
-        return []
-    if int(ids.max()) > MAX_DIRECT_ID:
-        return _instance_boxes_sorted(z, ids, ray_x, ray_y, max_depth, percentiles, min_points, min_size,
-                                      label_divisor)
-    from scipy import ndimage  # a dependency; imported on first use so that importing this module stays light
-
-    # Why find_objects: one C pass gives every id's bounding rows and columns; each thing's points are then taken
-    # from its own box only, in row-major order as before (no sort of all pixels, no per-pixel modulo).
+    # each thing's points are taken from its own bounding box only, in row-major order (no sort of all pixels)
+    labels, extents = thing_extents(panoptic[::stride, ::stride], label_divisor)
     boxes = []
-    for index, found in enumerate(ndimage.find_objects(ids)):
-        key = index + 1
-        if found is None or key % label_divisor == 0:
-            continue
-        box_z = z[found]
-        rows, cols = np.nonzero((ids[found] == key) & valid_depth_mask(box_z, max_depth))  # (n,), (n,)
+    for thing in extents:
+        box_z = z[thing.box]
+        rows, cols = np.nonzero((labels[thing.box] == thing.label) & valid_depth_mask(box_z, max_depth))  # (n,)
         if rows.size < min_points:
             continue
         zs = box_z[rows, cols].astype(np.float64)
-        rows += found[0].start
-        cols += found[1].start
+        rows += thing.rows.start
+        cols += thing.cols.start
         group = np.stack([ray_x[cols] * zs, ray_y[rows] * zs, zs], axis=1)  # (n, 3)
-        boxes.append(_box(key, group, percentiles, min_size, label_divisor))
+        boxes.append(_box(thing.panoptic_id, group, percentiles, min_size, label_divisor))
     return boxes
-
 
 
 def _box(key: int, group: np.ndarray, percentiles: tuple[float, float], min_size: float,
@@ -333,21 +321,3 @@ def _box(key: int, group: np.ndarray, percentiles: tuple[float, float], min_size
         distance=float(np.median(group[:, 2])),
         num_points=int(group.shape[0]),
     )
-
-
-def _instance_boxes_sorted(z, ids, ray_x, ray_y, max_depth, percentiles, min_points, min_size,
-                           label_divisor) -> list[InstanceBox]:
-    """:func:`instance_boxes` by sorting all thing pixels by id (any id range)."""
-    keep = valid_depth_mask(z, max_depth) & (ids % label_divisor != 0)
-    rows, cols = np.nonzero(keep)  # (N,), (N,)
-    if rows.size == 0:
-        return []
-    keys = ids[rows, cols]
-    order = np.argsort(keys, kind="stable")
-    keys, rows, cols = keys[order], rows[order], cols[order]
-    zs = z[rows, cols].astype(np.float64)
-    points = np.stack([ray_x[cols] * zs, ray_y[rows] * zs, zs], axis=1)  # (N, 3)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], keys.size]
-    return [_box(int(keys[start]), points[start:end], percentiles, min_size, label_divisor)
-            for start, end in zip(starts, ends) if end - start >= min_points]
