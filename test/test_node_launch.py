@@ -191,6 +191,7 @@ class TestNodeOutputs(unittest.TestCase):
         cloud = received["points"][-1][1]
         self.assertEqual((cloud.height, cloud.width, cloud.point_step), (HEIGHT, WIDTH, 24))
         self.assertEqual([f.name for f in cloud.fields], ["x", "y", "z", "rgb", "label", "instance"])
+        self._check_cloud_against_images(received)
 
         self.assertEqual(len(labels), 1, "~/label_info is published once, transient local")
         self.assertEqual(labels[0].class_map[0].class_name, "road")
@@ -210,6 +211,40 @@ class TestNodeOutputs(unittest.TestCase):
         future = client.call_async(GetState.Request())
         rclpy.spin_until_future_complete(node, future, timeout_sec=10.0)
         self.assertEqual(future.result().current_state.label, "active")
+
+
+    def _check_cloud_against_images(self, received) -> None:
+        """The cloud read with sensor_msgs_py (the real API) holds the depth image's pixels on their rays and the
+        semantic image's labels: a frame whose cloud, depth, semantic and camera_info all arrived."""
+        import numpy as np
+        from sensor_msgs_py import point_cloud2
+
+        def stamp(msg) -> tuple[int, int]:
+            return msg.header.stamp.sec, msg.header.stamp.nanosec
+
+        others = {suffix: {stamp(msg): msg for _, msg in received[suffix]}
+                  for suffix in ("depth", "semantic", "depth/camera_info")}
+        frames = [msg for _, msg in reversed(received["points"]) if all(stamp(msg) in o for o in others.values())]
+        self.assertTrue(frames, "no frame with its cloud, depth, semantic and camera_info all received")
+        cloud = frames[0]
+        depth_msg, semantic_msg, info = (others[suffix][stamp(cloud)] for suffix in others)
+
+        def pixels(msg, dtype: str, size: int):
+            rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+            return rows[:, : msg.width * size].copy().view(dtype)
+
+        depth, semantic = pixels(depth_msg, "<f4", 4), pixels(semantic_msg, "u1", 1)
+        points = point_cloud2.read_points(cloud, field_names=("x", "y", "z", "label"), skip_nans=False)
+        points = np.asarray(points).reshape(HEIGHT, WIDTH)
+        valid = np.isfinite(depth) & (depth > 0)
+        self.assertTrue(valid.any(), "the depth image has no valid pixel")
+        np.testing.assert_array_equal(points["z"][valid], depth[valid])
+        self.assertTrue(np.isnan(points["z"][~valid]).all())
+        fx, cx, fy, cy = info.k[0], info.k[2], info.k[4], info.k[5]
+        v, u = np.mgrid[0:HEIGHT, 0:WIDTH]
+        np.testing.assert_allclose(points["x"][valid], ((u - cx) / fx * depth)[valid], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(points["y"][valid], ((v - cy) / fy * depth)[valid], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(points["label"], semantic)
 
 
 @launch_testing.post_shutdown_test()
