@@ -276,3 +276,30 @@ def test_poses_that_start_after_the_first_frames_are_used_from_then_on(distro):
     ids, source = _drive(distro, feed_poses=True, tf_from_frame=2)
     assert source.unposed_frames == 2 and source.posed_frames == 3
     assert len(set(ids[2:])) == 1, ids
+
+
+def test_edge_samples_stay_sorted_through_late_arrivals_growth_and_pruning():
+    """The edge's in-place storage against a plain reference: every sample kept, sorted by stamp (ties in arrival
+    order), late ones inserted at their place, and pruning drops exactly those older than the window."""
+    from panopticdepth_ros.bags.tf_buffer import _Edge
+
+    rng = np.random.default_rng(3)
+    edge, reference = _Edge("odom", static=False), []
+    cache = 400
+    for step in range(3000):
+        stamp = step * 10 - (int(rng.integers(0, 200)) if rng.random() < 0.1 else 0)  # 10 % arrive late
+        if rng.random() < 0.02:
+            stamp = reference[-1][0] if reference else stamp  # a repeated stamp
+        value = rng.random(7)
+        edge.add(stamp, value[:3], value[3:])
+        reference.append((stamp, step, value))
+        if step % 7 == 0:
+            edge.prune(cache)
+            newest = max(s for s, _, _ in reference)
+            kept = [r for r in reference if r[0] >= newest - cache]
+            reference = kept or reference[-1:]
+        ordered = sorted(reference, key=lambda r: (r[0], r[1]))
+        stamps, translations, quaternions = edge.arrays()
+        assert stamps.tolist() == [r[0] for r in ordered]
+        np.testing.assert_array_equal(np.hstack([translations, quaternions]), np.stack([r[2] for r in ordered]))
+    assert len(edge) <= 60  # bounded by the window (400 / 10 + the late ones)
