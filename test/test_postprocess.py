@@ -368,11 +368,23 @@ def test_segment_areas_and_mean_depths_match_the_output_maps(size) -> None:
             assert segment.mean_depth == pytest.approx(float(result.depth[pixels].double().mean()), rel=1e-5)
 
 
+def _per_pixel_kernel_depth(winner, survivors, embedding, st):
+    """The rule the stride-4 depth replaces: each pixel's own segment's kernel over the upsampled embedding
+    (Kd, H, W); 0 where void."""
+    from panopticdepth_core.modeling.instance_depth import pixel_depths
+
+    kernels = torch.stack([s.depth_kernel for s in survivors])
+    index = winner.reshape(-1)
+    pixels = embedding.reshape(embedding.shape[0], -1).T  # (P, Kd)
+    values = pixel_depths(pixels, kernels[index.clamp(min=0)], st.mean_scale, st.range_scale)
+    return torch.where(index >= 0, values, 0.0).reshape(winner.shape).clamp(0.0, st.max_depth)
+
+
 @pytest.mark.parametrize("image", [(64, 96), (61, 90)])  # whole stride-4 grid, and an image cropped inside it
 def test_depth_from_stride_cells_equals_the_upsampled_embedding(image) -> None:
     """Native-size depth from the S segments' stride-4 logits equals the per-pixel kernel over the x4-upsampled
     embedding (the rule it replaces), void pixels 0, within float rounding."""
-    from panopticdepth_core.modeling.postprocess import _depth_from_stride_cells, _depth_map, _Survivor, _to_output
+    from panopticdepth_core.modeling.postprocess import _depth_from_stride_cells, _Survivor, _to_output
 
     generator = torch.Generator().manual_seed(3)
     kd, rows, cols = 8, 16, 24
@@ -381,10 +393,16 @@ def test_depth_from_stride_cells_equals_the_upsampled_embedding(image) -> None:
     winner = torch.randint(-1, len(survivors), image, generator=generator)  # void pixels included
     st = PostprocessParams.from_config(config())
     new = _depth_from_stride_cells(winner, survivors, embedding, 4, st)
-    old = _depth_map(winner, survivors, _to_output(embedding, 4, image, image), st)
+    old = _per_pixel_kernel_depth(winner, survivors, _to_output(embedding, 4, image, image), st)
     assert new.shape == old.shape == image
     assert torch.equal(new == 0, old == 0) and bool((new[winner < 0] == 0).all())
     assert torch.allclose(new, old, rtol=1e-5, atol=1e-4)
+    # single pixels (the camera path's border samples) give the same values as the whole map
+    from panopticdepth_core.modeling.postprocess import _StrideCellDepth
+
+    rows, cols = torch.nonzero(winner >= 0, as_tuple=True)
+    at = _StrideCellDepth(survivors, embedding, 4, st).at(winner[rows, cols], rows, cols)
+    assert torch.equal(at, new[rows, cols])
 
 
 def _brute_force_combine(things, thing_probs, stuff, stuff_probs, first_thing, image, st):

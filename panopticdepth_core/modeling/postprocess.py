@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import CfgNode
-from .instance_depth import instance_depth_maps, pixel_depths
+from .instance_depth import instance_depth_maps
 from .label_upsampling import (
     axis_taps,
     copy_blocks,
@@ -419,60 +419,69 @@ def _upsampled_argmax(maps: Tensor, stride: int, image_size: tuple[int, int]) ->
     return winner[: image_size[0], : image_size[1]]
 
 
-def _depth_map(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, st: PostprocessParams) -> Tensor:
-    """(H, W) depth: each pixel from its winning segment's depth kernel; 0 where void.
-
-    Every pixel is evaluated once, with its own segment's kernel, by treating pixels as the batch of
-    ``instance_depth_maps`` (N full maps would cost N times more at camera resolutions).
-    """
-    kd, height, width = embedding.shape
-    kernels = torch.stack([s.depth_kernel for s in survivors])  # (N, 2 + Kd)
-    depth = torch.zeros(height, width, device=embedding.device)
-    rows = max(1, 131072 // width)  # bounds the (pixels, 2 + Kd) kernel gather
-    for top in range(0, height, rows):
-        index = winner[top : top + rows].reshape(-1)  # (P,)
-        pixels = embedding[:, top : top + rows].reshape(kd, -1).T  # (P, Kd)
-        values = pixel_depths(pixels, kernels[index.clamp(min=0)], st.mean_scale, st.range_scale)  # (P,)
-        depth[top : top + rows] = torch.where(index >= 0, values, 0.0).reshape(-1, width)
-    return depth.clamp(0.0, st.max_depth)
-
-
-def _depth_from_stride_cells(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, stride: int,
-                             st: PostprocessParams) -> Tensor:
-    """(H, W) depth at the network input's size from the stride-4 depth embedding (Kd, h, w): each pixel under its
-    winning segment's kernel, 0 where void.
+class _StrideCellDepth:
+    """Depth under a segment's kernel at pixels of the network input, from the stride-4 depth embedding (Kd, h, w)
+    of the S ``survivors``.
 
     Why not upsample the embedding: the kernel's dot product is linear in the embedding, so w . (bilinear E) at a
     pixel is the bilinear mix of the four stride-4 values of w . E (equal up to float rounding). Those are S small
     maps; each pixel then gathers its own segment's four taps, where an upsampled embedding would be Kd full maps.
     """
-    kd, rows, cols = embedding.shape
-    height, width = winner.shape
-    device = embedding.device
-    kernels = torch.stack([s.depth_kernel for s in survivors]).float()  # (S, 2 + Kd)
-    cells = rows * cols
-    relative_cells = (kernels[:, 2:] @ embedding.reshape(kd, -1)).reshape(-1)  # (S * h * w,) w . E per cell
-    mean = torch.sigmoid(kernels[:, 0]) * st.mean_scale  # (S,) as instance_depth_maps computes them
-    spread = torch.sigmoid(kernels[:, 1]) * st.range_scale
-    # taps of the x``stride`` upsampling that _to_output does before cropping to the image
-    taps_y, taps_x = axis_taps(rows * stride, rows, device), axis_taps(cols * stride, cols, device)
-    x0, x1, wx = taps_x.first[:width], taps_x.second[:width], taps_x.weight[:width]  # (W,)
-    depth = torch.zeros(height, width, device=device)
-    chunk = max(1, 131072 // width)  # rows per pass: bounds the (rows, W) index tensors
-    for top in range(0, height, chunk):
-        bottom = min(height, top + chunk)
-        owner = winner[top:bottom]  # (r, W)
-        base = owner.clamp(min=0) * cells  # (r, W) start of each pixel's segment in relative_cells
-        y0 = (taps_y.first[top:bottom] * cols)[:, None]  # (r, 1)
-        y1 = (taps_y.second[top:bottom] * cols)[:, None]
-        wy = taps_y.weight[top:bottom, None]
-        upper = torch.lerp(torch.take(relative_cells, base + y0 + x0), torch.take(relative_cells, base + y0 + x1), wx)
-        lower = torch.lerp(torch.take(relative_cells, base + y1 + x0), torch.take(relative_cells, base + y1 + x1), wx)
-        relative = torch.lerp(upper, lower, wy)  # (r, W) w . E at each pixel
-        index = owner.clamp(min=0)
-        values = torch.relu(mean[index] + spread[index] * (torch.sigmoid(relative) * 2.0 - 1.0))
-        depth[top:bottom] = torch.where(owner >= 0, values, 0.0)
-    return depth.clamp(0.0, st.max_depth)
+
+    def __init__(self, survivors: list[_Survivor], embedding: Tensor, stride: int, st: PostprocessParams) -> None:
+        kd, rows, cols = embedding.shape
+        device = embedding.device
+        kernels = torch.stack([s.depth_kernel for s in survivors]).float()  # (S, 2 + Kd)
+        self.cells, self.cols, self.max_depth = rows * cols, cols, st.max_depth
+        self.relative = (kernels[:, 2:] @ embedding.reshape(kd, -1)).reshape(-1)  # (S * h * w,) w . E per cell
+        self.mean = torch.sigmoid(kernels[:, 0]) * st.mean_scale  # (S,) as instance_depth_maps computes them
+        self.spread = torch.sigmoid(kernels[:, 1]) * st.range_scale
+        # taps of the x``stride`` upsampling that _to_output does before cropping to the image
+        self.taps_y, self.taps_x = axis_taps(rows * stride, rows, device), axis_taps(cols * stride, cols, device)
+
+    def _metres(self, owner: Tensor, relative: Tensor) -> Tensor:
+        """Depth of segments ``owner`` (>= 0) from their w . E values, as instance_depth_maps computes it."""
+        values = torch.relu(self.mean[owner] + self.spread[owner] * (torch.sigmoid(relative) * 2.0 - 1.0))
+        return values.clamp(0.0, self.max_depth)
+
+    def map(self, winner: Tensor) -> Tensor:
+        """(H, W) depth of each pixel under its winning segment (``winner`` (H, W), -1 = void: depth 0)."""
+        height, width = winner.shape
+        taps_y, taps_x = self.taps_y, self.taps_x
+        x0, x1, wx = taps_x.first[:width], taps_x.second[:width], taps_x.weight[:width]  # (W,)
+        depth = torch.zeros(height, width, device=winner.device)
+        chunk = max(1, 131072 // width)  # rows per pass: bounds the (rows, W) index tensors
+        for top in range(0, height, chunk):
+            bottom = min(height, top + chunk)
+            owner = winner[top:bottom]  # (r, W)
+            index = owner.clamp(min=0)
+            base = index * self.cells  # (r, W) start of each pixel's segment in ``relative``
+            y0 = (taps_y.first[top:bottom] * self.cols)[:, None]  # (r, 1)
+            y1 = (taps_y.second[top:bottom] * self.cols)[:, None]
+            relative = self._mix(base, y0, y1, x0, x1, taps_y.weight[top:bottom, None], wx)  # (r, W)
+            depth[top:bottom] = torch.where(owner >= 0, self._metres(index, relative), 0.0)
+        return depth
+
+    def at(self, owner: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        """(Q,) depth of segments ``owner`` (Q,) (>= 0) at input pixels (``rows``, ``cols``) (Q,)."""
+        taps_y, taps_x = self.taps_y, self.taps_x
+        relative = self._mix(owner * self.cells, taps_y.first[rows] * self.cols, taps_y.second[rows] * self.cols,
+                             taps_x.first[cols], taps_x.second[cols], taps_y.weight[rows], taps_x.weight[cols])
+        return self._metres(owner, relative)
+
+    def _mix(self, base: Tensor, y0: Tensor, y1: Tensor, x0: Tensor, x1: Tensor, wy: Tensor, wx: Tensor) -> Tensor:
+        """The bilinear mix of a segment's four stride-4 w . E values (flat offsets broadcast together)."""
+        cells = self.relative
+        upper = torch.lerp(torch.take(cells, base + y0 + x0), torch.take(cells, base + y0 + x1), wx)
+        lower = torch.lerp(torch.take(cells, base + y1 + x0), torch.take(cells, base + y1 + x1), wx)
+        return torch.lerp(upper, lower, wy)
+
+
+def _depth_from_stride_cells(winner: Tensor, survivors: list[_Survivor], embedding: Tensor, stride: int,
+                             st: PostprocessParams) -> Tensor:
+    """(H, W) depth at the network input's size from the stride-4 depth embedding (Kd, h, w): each pixel under its
+    winning segment's kernel, 0 where void (see ``_StrideCellDepth``)."""
+    return _StrideCellDepth(survivors, embedding, stride, st).map(winner)
 
 
 def _segment_sums(index: Tensor, length: int, weights: Tensor | None = None) -> list[float]:
@@ -718,25 +727,24 @@ def _resampled_result(
         return out
     depth = None
     if depth_embedding is not None:
-        embedding = at_input(depth_embedding)  # (Kd, h, w)
-        kernels = torch.stack([s.depth_kernel for s in survivors])  # (S, 2 + Kd)
         owners_in = keys_to_owner[keys]
         pixels = image_size[0] * image_size[1]
         if len(survivors) * pixels <= _MAX_DEPTH_MAP_VALUES:  # every segment's depth over the whole input
-            maps, _ = instance_depth_maps(embedding[None], kernels[None], st.mean_scale, st.range_scale)
+            kernels = torch.stack([s.depth_kernel for s in survivors])  # (S, 2 + Kd)
+            maps, _ = instance_depth_maps(at_input(depth_embedding)[None], kernels[None], st.mean_scale,
+                                          st.range_scale)
             every = maps.reshape(-1).clamp_(0.0, st.max_depth)  # (S * h * w,)
             own = owners_in.clamp(min=0) * pixels + torch.arange(pixels, device=every.device).reshape(image_size)
             depth_in = torch.where(owners_in >= 0, torch.take(every, own), 0.0)
 
             def owner_depth_at(owner: Tensor, source: Tensor) -> Tensor:  # (Q,), (Q,) -> (Q,) metres
                 return torch.take(every, owner * pixels + source)
-        else:  # a large network input: each pixel under its own kernel only
-            depth_in = _depth_map(owners_in, survivors, embedding, st)
-            by_pixel = embedding.reshape(embedding.shape[0], -1).T.contiguous()  # (h*w, Kd)
+        else:  # a large network input: each pixel from its own segment's stride-4 cells only
+            cells = _StrideCellDepth(survivors, depth_embedding, stride, st)
+            depth_in = cells.map(owners_in)
 
             def owner_depth_at(owner: Tensor, source: Tensor) -> Tensor:  # (Q,), (Q,) -> (Q,) metres
-                depth = pixel_depths(by_pixel[source], kernels[owner], st.mean_scale, st.range_scale)
-                return depth.clamp(0.0, st.max_depth)
+                return cells.at(owner, source // image_size[1], source % image_size[1])
 
         owners_out = border_index - 1
         depth = upsample_segment_depth(depth_in, owners_out, border, owner_depth_at,
