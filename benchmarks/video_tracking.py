@@ -4,6 +4,7 @@ drives, with tracking on and off.
 Usage:
     python benchmarks/video_tracking.py [--sequences 10] [--frames 30] [--size 128x256] [--seed 1000000]
                                         [--workdir DIR] [--config CFG --weights W]
+                                        [--detections model|ground-truth]
 
 Renders the drives (`synth --sequences`; seed 1000000 is the shipped model's validation seed, disjoint from its
 training scenes), runs the model once per frame and writes two prediction folders from the same outputs: per-frame
@@ -14,6 +15,10 @@ numbering (tracking off, what `predict --no-track` writes) and tracked ids (what
 - the MOT view with motmetrics against the ground truth's ids: a predicted thing matches a ground-truth thing of
   the same class with mask IoU >= 0.5; IDF1, ID switches per 100 frames, MOTA (over all drives);
 - the tracker's own time per frame on these outputs.
+
+``--detections ground-truth`` tracks the ground truth's own segments instead of the model's, each frame's things
+numbered afresh in random order (a perfect detector, no kernels): what is left is the tracker's own ability to
+hold ids, apart from what the detector finds.
 Not a test: it prints numbers (docs/tracking.md holds a run's output).
 """
 
@@ -23,17 +28,20 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from panopticdepth_core.data.cityscapes_dps import read_camera_json
+from panopticdepth_core.data.classes import FIRST_THING_ID, LABEL_DIVISOR, VOID_CLASS
 from panopticdepth_core.data.dps_writer import decode_instance_train_ids
 from panopticdepth_core.data.image_io import read_rgb, read_uint16
 from panopticdepth_core.data.synthetic import write_synthetic_sequences
 from panopticdepth_core.evaluation.evaluator import evaluate_folders
-from panopticdepth_core.evaluation.result_io import write_prediction
+from panopticdepth_core.evaluation.result_io import read_depth, write_prediction
 from panopticdepth_core.inference.model_files import resolve_model
 from panopticdepth_core.inference.predictor import Predictor
+from panopticdepth_core.modeling.types import Segment
 from panopticdepth_core.tracking.sequences import camera_pose, frame_times, sequence_groups
 from panopticdepth_core.tracking.tracker import InstanceTracker, TrackerSettings
 
@@ -49,6 +57,29 @@ def _things(semantic: np.ndarray, instance: np.ndarray) -> dict[int, np.ndarray]
     """class * 1000 + instance -> (H, W) bool mask, for thing pixels with an instance id."""
     codes = np.where(instance > 0, semantic.astype(np.int64) * 1000 + instance, 0)
     return {int(c): codes == c for c in np.unique(codes) if c}
+
+
+def _renumbered_ground_truth(semantic: np.ndarray, instance: np.ndarray, depth: np.ndarray,
+                             rng: np.random.Generator) -> SimpleNamespace:
+    """A frame's ground truth as a prediction whose things are numbered 1..N afresh, in random order (what the
+    post-processing does by score), so no id carries over from the previous frame by itself. No kernels: the
+    tracker then uses mask overlap and 3D position only."""
+    is_thing = (instance > 0) & (semantic >= FIRST_THING_ID) & (semantic != VOID_CLASS)
+    codes = np.where(is_thing, semantic.astype(np.int64) * LABEL_DIVISOR + instance, 0)
+    things = np.unique(codes[is_thing])
+    table = np.zeros(things.size + 1, np.int32)
+    table[1:] = rng.permutation(things.size) + 1
+    numbered = np.zeros(instance.shape, np.int32)
+    numbered[is_thing] = table[np.searchsorted(things, codes[is_thing]) + 1]
+    panoptic = np.where(semantic == VOID_CLASS, -1, semantic * LABEL_DIVISOR + numbered).astype(np.int32)
+    segments = []
+    for pid in np.unique(panoptic[panoptic >= 0]):
+        pixels = panoptic == pid
+        valid = pixels & (depth > 0)
+        segments.append(Segment(int(pid), int(pid) // LABEL_DIVISOR, int(pid) % LABEL_DIVISOR > 0, 1.0,
+                                int(pixels.sum()), int(pid) % LABEL_DIVISOR,
+                                float(depth[valid].mean()) if valid.any() else float("nan")))
+    return SimpleNamespace(panoptic=panoptic, semantic=semantic, instance=numbered, depth=depth, segments=segments)
 
 
 def _mot_update(acc, gt: dict[int, np.ndarray], hyp: dict[int, np.ndarray]) -> None:
@@ -76,6 +107,9 @@ def main() -> int:
     parser.add_argument("--workdir", default=None, help="keep the drives and predictions here (default: a temp dir)")
     parser.add_argument("--config", default=None)
     parser.add_argument("--weights", default=None)
+    parser.add_argument("--detections", choices=("model", "ground-truth"), default="model",
+                        help="whose segments are tracked: the model's (default), or the ground truth's with each "
+                             "frame's things numbered afresh in random order (a perfect detector: the tracker alone)")
     args = parser.parse_args()
     import motmetrics as mm
 
@@ -86,7 +120,8 @@ def main() -> int:
     print(f"rendered {args.sequences} drives x {args.frames} frames at {args.size[0]}x{args.size[1]} "
           f"(seed {args.seed}) in {time.perf_counter() - t0:.0f} s -> {gt_dir}")
     model = resolve_model(args.config, args.weights)
-    predictor = Predictor(model.cfg, model.weights)
+    predictor = Predictor(model.cfg, model.weights) if args.detections == "model" else None
+    rng = np.random.default_rng(0)
     settings = TrackerSettings.from_config(model.cfg) if "TRACKER" in model.cfg else TrackerSettings()
     settings = TrackerSettings(**{**settings.__dict__, "id_limit": min(settings.id_limit, 255)})
     frames = sorted(gt_dir.glob("*_leftImg8bit.png"))
@@ -101,22 +136,24 @@ def main() -> int:
             stem = path.name[: -len("_leftImg8bit.png")]
             camera = gt_dir / f"{stem}_camera.json"
             K = read_camera_json(camera)
-            image = read_rgb(path)
+            gt_sem, gt_inst = decode_instance_train_ids(read_uint16(gt_dir / f"{stem}_gtFine_instanceTrainIds.png", "label"))
+            gt = _things(gt_sem, gt_inst)
             start = time.perf_counter()
-            pred = predictor(image, focal=float(K[0, 0]))
+            if predictor is not None:
+                pred = predictor(read_rgb(path), focal=float(K[0, 0]))
+            else:
+                pred = _renumbered_ground_truth(gt_sem, gt_inst, read_depth(gt_dir / f"{stem}_depth.png"), rng)
             model_time += time.perf_counter() - start
             start = time.perf_counter()
             tracked = tracker.update(pred.panoptic, pred.segments, pred.depth, K, camera_pose(camera), when,
                                      instance=pred.instance)
             track_times.append(time.perf_counter() - start)
-            gt_sem, gt_inst = decode_instance_train_ids(read_uint16(gt_dir / f"{stem}_gtFine_instanceTrainIds.png", "label"))
-            gt = _things(gt_sem, gt_inst)
             for mode, instance in (("off", pred.instance), ("on", tracked.instance)):
                 write_prediction(work / mode, path.name, pred.semantic, instance, pred.depth)
                 _mot_update(acc[mode], gt, _things(pred.semantic, instance))
         for mode in accs:
             accs[mode].append(acc[mode])
-    print(f"model {model_time / len(frames) * 1e3:.0f} ms/frame; tracker mean {np.mean(track_times) * 1e3:.2f} ms, "
+    print(f"detections ({args.detections}) {model_time / len(frames) * 1e3:.0f} ms/frame; tracker mean {np.mean(track_times) * 1e3:.2f} ms, "
           f"max {np.max(track_times) * 1e3:.2f} ms per frame ({len(frames)} frames)")
 
     results = {mode: evaluate_folders(work / mode, gt_dir, dvpq_ks=KS) for mode in ("off", "on")}

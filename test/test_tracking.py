@@ -258,3 +258,15 @@ def test_a_stream_that_gains_poses_uses_the_world_frame_from_then_on():
         result = tracker.update(panoptic, segments, depth, K, pose if t >= 2 else None, time=float(t))
         ids.append(result.ids[keys["car"]])
     assert len(set(ids)) == 1, ids
+
+
+def test_a_thing_smaller_than_the_grid_step_keeps_its_id():
+    """A far person of 2 x 3 pixels on a grid with a 4-pixel step falls between the grid's samples in most
+    frames: observed from its full-resolution pixels, it keeps one id (before: a new id whenever it was missed)."""
+    settings = TrackerSettings(grid_size=W // 4)  # stride 4
+    frames = [[("car", CAR, 4 + 2 * t, 20, 24 + 2 * t, 34, 9.0), ("far", PERSON, 60 + t, 10, 62 + t, 13, 40.0)]
+              for t in range(16)]
+    per_frame = track_ids(InstanceTracker(settings), frames)
+    assert len(ids_of(per_frame, "far")) == 1, per_frame
+    assert len(ids_of(per_frame, "car")) == 1
+    assert all("far" in f for f in per_frame)

@@ -42,6 +42,10 @@ class FrameThings:
         return int(self.panoptic_ids.size)
 
 
+#: Things on fewer grid cells than this are observed from their full-resolution pixels instead.
+_FEW_CELLS = 4
+
+
 def grid_stride(height: int, width: int, grid_size: int) -> int:
     """Pixel step that brings the longer image side to at most ``grid_size`` cells."""
     return max(1, math.ceil(max(height, width) / max(1, grid_size)))
@@ -93,6 +97,15 @@ def observe_things(
     positions = None
     if depth is not None and K is not None and count:
         positions = _positions(depth, K, stride, flat, count, (h, w))
+    unsampled = np.flatnonzero(area < _FEW_CELLS)  # things the grid barely samples, or steps over
+    if unsampled.size:
+        pixels, sums, point_sums, points = _full_resolution_sums(panoptic, panoptic_ids[unsampled], depth, K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centers[unsampled] = sums / pixels[:, None] / stride  # pixel centroid in grid cells
+            if positions is not None:
+                positions[unsampled] = point_sums / points[:, None]
+        area[unsampled] = pixels / stride**2  # in (fractional) grid cells, as exact as the pixels allow
+    if positions is not None:
         if camera_to_world is not None:
             pose = np.asarray(camera_to_world, dtype=np.float64).reshape(4, 4)
             positions = positions @ pose[:3, :3].T + pose[:3, 3]
@@ -101,6 +114,34 @@ def observe_things(
     embeddings = _embeddings(panoptic_ids, seg_by_id)
     return FrameThings(panoptic_ids, panoptic_ids // LABEL_DIVISOR, scores, masks, index, centers, positions,
                        embeddings, stride, area)
+
+
+def _full_resolution_sums(panoptic: np.ndarray, ids: np.ndarray, depth: np.ndarray | None, K: np.ndarray | None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For the things ``ids`` (sorted), from every pixel of the full-resolution map: pixel counts (k,), pixel
+    coordinate sums (k, 2) as (x, y), and sums of the optical-frame 3D points (k, 3) with their counts (k,) over
+    the pixels with a valid depth (zeros without depth or K).
+
+    Why: a thing smaller than the grid's step can fall between its samples in every frame, and without a centroid
+    or a position it could only ever start a new track (a new id per frame). One pass over the map for these few.
+    """
+    count = ids.size
+    ys, xs = np.nonzero(np.isin(panoptic, ids))
+    which = np.searchsorted(ids, panoptic[ys, xs])
+    pixels = np.bincount(which, minlength=count).astype(np.float64)
+    sums = np.stack([np.bincount(which, xs, count), np.bincount(which, ys, count)], axis=1)
+    point_sums, points = np.zeros((count, 3)), np.zeros(count)
+    if depth is not None and K is not None:
+        K = np.asarray(K, dtype=np.float64)
+        z = np.asarray(depth)[ys, xs].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(z) & (z > 0)
+        which, z, xs, ys = which[valid], z[valid], xs[valid], ys[valid]
+        points = np.bincount(which, minlength=count).astype(np.float64)
+        point_sums = np.stack([np.bincount(which, (xs - K[0, 2]) / K[0, 0] * z, count),
+                               np.bincount(which, (ys - K[1, 2]) / K[1, 1] * z, count),
+                               np.bincount(which, z, count)], axis=1)
+    return pixels, sums, point_sums, points
 
 
 def _positions(depth: np.ndarray, K: np.ndarray, stride: int, flat: np.ndarray, count: int,
