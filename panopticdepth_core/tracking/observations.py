@@ -99,7 +99,8 @@ def observe_things(
         positions = _positions(depth, K, stride, flat, count, (h, w))
     unsampled = np.flatnonzero(area < _FEW_CELLS)  # things the grid barely samples, or steps over
     if unsampled.size:
-        pixels, sums, point_sums, points = _full_resolution_sums(panoptic, panoptic_ids[unsampled], depth, K)
+        pixels, sums, point_sums, points = _full_resolution_sums(panoptic, panoptic_ids[unsampled], masks[unsampled],
+                                                                 stride, depth, K)
         with np.errstate(invalid="ignore", divide="ignore"):
             centers[unsampled] = sums / pixels[:, None] / stride  # pixel centroid in grid cells
             if positions is not None:
@@ -116,18 +117,36 @@ def observe_things(
                        embeddings, stride, area)
 
 
-def _full_resolution_sums(panoptic: np.ndarray, ids: np.ndarray, depth: np.ndarray | None, K: np.ndarray | None
+def _full_resolution_sums(panoptic: np.ndarray, ids: np.ndarray, cells: np.ndarray, stride: int,
+                          depth: np.ndarray | None, K: np.ndarray | None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For the things ``ids`` (sorted), from every pixel of the full-resolution map: pixel counts (k,), pixel
-    coordinate sums (k, 2) as (x, y), and sums of the optical-frame 3D points (k, 3) with their counts (k,) over
-    the pixels with a valid depth (zeros without depth or K).
+    """For the things ``ids`` (sorted) with grid masks ``cells`` (k, h, w), from their full-resolution pixels:
+    pixel counts (k,), pixel coordinate sums (k, 2) as (x, y), and sums of the optical-frame 3D points (k, 3) with
+    their counts (k,) over the pixels with a valid depth (zeros without depth or K).
 
-    Why: a thing smaller than the grid's step can fall between its samples in every frame, and without a centroid
-    or a position it could only ever start a new track (a new id per frame). One pass over the map for these few.
+    Why: a thing on a few grid cells has a coarse centroid, and one smaller than the grid's step can fall between
+    its samples in every frame: without a centroid or a position it could only ever start a new track (a new id
+    per frame). A thing with cells is read inside its cells' box widened by one step (a few hundred pixels); only
+    things with none cost one pass over the map, together.
     """
+    height, width = panoptic.shape
+    found_y, found_x, found_which, missed = [], [], [], []
+    for j, (pid, mask) in enumerate(zip(ids.tolist(), cells)):
+        rows, cols = np.nonzero(mask)
+        if rows.size == 0:
+            missed.append(j)
+            continue
+        y0, y1 = max(0, (int(rows.min()) - 1) * stride + 1), min(height, (int(rows.max()) + 1) * stride)
+        x0, x1 = max(0, (int(cols.min()) - 1) * stride + 1), min(width, (int(cols.max()) + 1) * stride)
+        ys, xs = np.nonzero(panoptic[y0:y1, x0:x1] == pid)
+        found_y.append(ys + y0), found_x.append(xs + x0), found_which.append(np.full(ys.size, j))
+    if missed:
+        missed_ids = ids[missed]
+        ys, xs = np.nonzero(np.isin(panoptic, missed_ids))
+        found_y.append(ys), found_x.append(xs)
+        found_which.append(np.asarray(missed)[np.searchsorted(missed_ids, panoptic[ys, xs])])
+    ys, xs, which = (np.concatenate(parts) for parts in (found_y, found_x, found_which))
     count = ids.size
-    ys, xs = np.nonzero(np.isin(panoptic, ids))
-    which = np.searchsorted(ids, panoptic[ys, xs])
     pixels = np.bincount(which, minlength=count).astype(np.float64)
     sums = np.stack([np.bincount(which, xs, count), np.bincount(which, ys, count)], axis=1)
     point_sums, points = np.zeros((count, 3)), np.zeros(count)
