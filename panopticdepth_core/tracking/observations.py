@@ -44,6 +44,9 @@ class FrameThings:
 
 #: Things on fewer grid cells than this are observed from their full-resolution pixels instead.
 _FEW_CELLS = 4
+#: The finest grid (in cells) searched for things the tracking grid missed: every pixel up to 512x512, every
+#: second one at 1280x720 (a pass over it costs a fraction of a millisecond).
+_SEARCH_CELLS = 1 << 18
 
 
 def grid_stride(height: int, width: int, grid_size: int) -> int:
@@ -126,27 +129,37 @@ def _full_resolution_sums(panoptic: np.ndarray, ids: np.ndarray, cells: np.ndarr
 
     Why: a thing on a few grid cells has a coarse centroid, and one smaller than the grid's step can fall between
     its samples in every frame: without a centroid or a position it could only ever start a new track (a new id
-    per frame). A thing with cells is read inside its cells' box widened by one step (a few hundred pixels); only
-    things with none cost one pass over the map, together.
+    per frame). Each thing is read inside the box of its cells widened by one step (a few hundred pixels); a thing
+    with no cell is looked for on grids twice, four times ... as fine, up to :data:`_SEARCH_CELLS` cells (at
+    128x256 every pixel; at 720p every second one), and stays unobserved if none samples it (a sliver of a thing
+    almost hidden).
     """
     height, width = panoptic.shape
-    found_y, found_x, found_which, missed = [], [], [], []
-    for j, (pid, mask) in enumerate(zip(ids.tolist(), cells)):
+    seeds: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}  # thing -> its cells' rows, columns, and their step
+    for j, mask in enumerate(cells):
         rows, cols = np.nonzero(mask)
-        if rows.size == 0:
-            missed.append(j)
-            continue
-        y0, y1 = max(0, (int(rows.min()) - 1) * stride + 1), min(height, (int(rows.max()) + 1) * stride)
-        x0, x1 = max(0, (int(cols.min()) - 1) * stride + 1), min(width, (int(cols.max()) + 1) * stride)
-        ys, xs = np.nonzero(panoptic[y0:y1, x0:x1] == pid)
+        if rows.size:
+            seeds[j] = (rows, cols, stride)
+    step = stride
+    while len(seeds) < ids.size and step > 1:
+        step = max(1, step // 2)
+        if -(-height // step) * -(-width // step) > _SEARCH_CELLS:
+            break  # a sliver only a full pass would find stays unobserved: a bounded cost per frame
+        missed = np.array([j for j in range(ids.size) if j not in seeds])
+        grid = panoptic[::step, ::step]
+        rows, cols = np.nonzero(np.isin(grid, ids[missed]))
+        which = missed[np.searchsorted(ids[missed], grid[rows, cols])]
+        for j in np.unique(which).tolist():
+            seeds[j] = (rows[which == j], cols[which == j], step)
+    found_y, found_x, found_which = [], [], []
+    for j, (rows, cols, step) in seeds.items():
+        y0, y1 = max(0, (int(rows.min()) - 1) * step + 1), min(height, (int(rows.max()) + 1) * step)
+        x0, x1 = max(0, (int(cols.min()) - 1) * step + 1), min(width, (int(cols.max()) + 1) * step)
+        ys, xs = np.nonzero(panoptic[y0:y1, x0:x1] == ids[j])
         found_y.append(ys + y0), found_x.append(xs + x0), found_which.append(np.full(ys.size, j))
-    if missed:
-        missed_ids = ids[missed]
-        ys, xs = np.nonzero(np.isin(panoptic, missed_ids))
-        found_y.append(ys), found_x.append(xs)
-        found_which.append(np.asarray(missed)[np.searchsorted(missed_ids, panoptic[ys, xs])])
-    ys, xs, which = (np.concatenate(parts) for parts in (found_y, found_x, found_which))
     count = ids.size
+    ys, xs, which = (np.concatenate(parts) if parts else np.zeros(0, np.int64)
+                     for parts in (found_y, found_x, found_which))
     pixels = np.bincount(which, minlength=count).astype(np.float64)
     sums = np.stack([np.bincount(which, xs, count), np.bincount(which, ys, count)], axis=1)
     point_sums, points = np.zeros((count, 3)), np.zeros(count)
