@@ -98,8 +98,13 @@ def observe_things(
                             np.bincount(flat, ys, count + 1)[:count] / area], axis=1)  # NaN where area 0
 
     positions = None
-    if depth is not None and K is not None and count:
-        positions = _positions(depth, K, stride, flat, count, (h, w))
+    if depth is not None and K is not None and count:  # mean optical-frame point over the cells with a depth
+        z = np.asarray(depth)[::stride, ::stride][:h, :w].reshape(-1)  # slice first: cheap
+        on_thing = flat < count
+        point_sums, points = _point_sums(flat[on_thing], xs[on_thing] * stride, ys[on_thing] * stride,
+                                         z[on_thing], K, count)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            positions = point_sums / points[:, None]  # NaN rows without
     unsampled = np.flatnonzero(area < _FEW_CELLS)  # things the grid barely samples, or steps over
     if unsampled.size:
         pixels, sums, point_sums, points = _full_resolution_sums(panoptic, panoptic_ids[unsampled], masks[unsampled],
@@ -164,38 +169,23 @@ def _full_resolution_sums(panoptic: np.ndarray, ids: np.ndarray, cells: np.ndarr
     sums = np.stack([np.bincount(which, xs, count), np.bincount(which, ys, count)], axis=1)
     point_sums, points = np.zeros((count, 3)), np.zeros(count)
     if depth is not None and K is not None:
-        K = np.asarray(K, dtype=np.float64)
-        z = np.asarray(depth)[ys, xs].astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            valid = np.isfinite(z) & (z > 0)
-        which, z, xs, ys = which[valid], z[valid], xs[valid], ys[valid]
-        points = np.bincount(which, minlength=count).astype(np.float64)
-        point_sums = np.stack([np.bincount(which, (xs - K[0, 2]) / K[0, 0] * z, count),
-                               np.bincount(which, (ys - K[1, 2]) / K[1, 1] * z, count),
-                               np.bincount(which, z, count)], axis=1)
+        point_sums, points = _point_sums(which, xs, ys, np.asarray(depth)[ys, xs], K, count)
     return pixels, sums, point_sums, points
 
 
-def _positions(depth: np.ndarray, K: np.ndarray, stride: int, flat: np.ndarray, count: int,
-               shape: tuple[int, int]) -> np.ndarray:
-    """(N, 3) mean optical-frame point of each thing over its grid cells with a valid depth; NaN rows without."""
+def _point_sums(which: np.ndarray, xs: np.ndarray, ys: np.ndarray, z: np.ndarray, K: np.ndarray, count: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per thing ``which`` (in [0, count)): the sum of the optical-frame points of its pixels (``xs``, ``ys``) with
+    depth ``z`` (count, 3), and how many there are (count,), over the valid depths only (finite, > 0)."""
     K = np.asarray(K, dtype=np.float64)
-    h, w = shape
-    z = np.asarray(depth)[::stride, ::stride][:h, :w].astype(np.float64).reshape(-1)  # slice first: cheap
+    z = z.astype(np.float64)
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(z) & (z > 0)
-    us = (np.arange(w) * stride - K[0, 2]) / K[0, 0]  # x / z of each grid column
-    vs = (np.arange(h) * stride - K[1, 2]) / K[1, 1]  # y / z of each grid row
-    rays_x = np.broadcast_to(us[None, :], (h, w)).reshape(-1)
-    rays_y = np.broadcast_to(vs[:, None], (h, w)).reshape(-1)
-    target = np.where(valid, flat, count)
-    zv = np.where(valid, z, 0.0)
-    n = np.bincount(target, minlength=count + 1)[:count].astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.stack([np.bincount(target, rays_x * zv, count + 1)[:count],
-                         np.bincount(target, rays_y * zv, count + 1)[:count],
-                         np.bincount(target, zv, count + 1)[:count]], axis=1) / n[:, None]
-    return mean
+    which, z, xs, ys = which[valid], z[valid], xs[valid], ys[valid]
+    sums = np.stack([np.bincount(which, (xs - K[0, 2]) / K[0, 0] * z, count),
+                     np.bincount(which, (ys - K[1, 2]) / K[1, 1] * z, count),
+                     np.bincount(which, z, count)], axis=1)
+    return sums, np.bincount(which, minlength=count).astype(np.float64)
 
 
 def _embeddings(panoptic_ids: np.ndarray, seg_by_id: dict) -> np.ndarray | None:
