@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from panopticdepth_core.data.classes import CITYSCAPES_CLASSES, ClassInfo
-from panopticdepth_core.inference.boxes2d import instance_boxes_2d
+from panopticdepth_core.inference.boxes2d import instance_boxes_2d, thing_extents
 from panopticdepth_core.inference.pointcloud import ID_TYPES, fill_cloud, instance_boxes, scale_intrinsics
 from panopticdepth_core.inference.visualize import colorize_panoptic, overlay
 from panopticdepth_core.tracking.tracker import InstanceTracker, TrackerSettings
@@ -350,8 +350,11 @@ class FramePipeline:
         if "points" in wanted:
             cloud_rgb = {"overlay": overlay_rgb, "image": image_rgb, "panoptic": colors}[settings.cloud_color]
             cloud = self.cloud_bytes(depth, K, cloud_rgb, semantic, instance, msg.header)
+        # one search of the map for the things' extents, shared by the 3D boxes and the 2D ones
+        things = thing_extents(panoptic) if wanted & {"instances", "detections_3d", "detections"} else None
         if wanted & {"instances", "detections_3d"}:
-            boxes = instance_boxes(depth, K, panoptic, settings.marker_stride, settings.cloud_max_depth)
+            boxes = instance_boxes(depth, K, panoptic, settings.marker_stride, settings.cloud_max_depth,
+                                   things=things)
         now = time.perf_counter()
         timings["cloud"], tick = now - tick, now
 
@@ -377,7 +380,8 @@ class FramePipeline:
             built["instances"] = m.instance_markers(store, header, boxes, self.class_names, self.class_colors,
                                                     settings.marker_lifetime_s)
         if "detections" in wanted:
-            built["detections"] = m.detection2d_array(store, header, instance_boxes_2d(panoptic), scores)
+            built["detections"] = m.detection2d_array(store, header, instance_boxes_2d(panoptic, things=things),
+                                                   scores)
         if "detections_3d" in wanted:
             built["detections_3d"] = m.detection3d_array(store, header, boxes, scores)
         for suffix in OUTPUTS:

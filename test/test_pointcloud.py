@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from panopticdepth_core.inference import pointcloud as pc
+from panopticdepth_core.inference.boxes2d import thing_extents
 from panopticdepth_core.inference.pointcloud import (
     CLOUD_DTYPE,
     depth_to_cloud,
@@ -166,8 +167,10 @@ def test_instance_boxes_span_robust_extent_of_each_instance() -> None:
     assert instance_boxes(np.zeros_like(depth), K, panoptic) == []
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_instance_boxes_equal_a_per_id_reference_including_huge_ids(stride: int) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["own-search", "shared-extents"])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_instance_boxes_equal_a_per_id_reference_including_huge_ids(stride: int, shared: bool) -> None:
+    """Also with the full-resolution extents handed in (the node's path): the same boxes at every stride."""
     rng = np.random.default_rng(stride)
     for trial in range(12):
         height, width = rng.integers(8, 40, 2)
@@ -175,7 +178,8 @@ def test_instance_boxes_equal_a_per_id_reference_including_huge_ids(stride: int)
         panoptic = rng.choice(ids, (height, width)).astype(np.int64 if trial % 4 < 2 else np.int32)
         depth = rng.uniform(1.0, 30.0, (height, width)).astype(np.float32)
         depth[rng.random((height, width)) < 0.1] = 0.0  # invalid pixels carry no point
-        got = instance_boxes(depth, K, panoptic, stride=stride, min_points=3)
+        things = thing_extents(panoptic) if shared else None
+        got = instance_boxes(depth, K, panoptic, stride=stride, min_points=3, things=things)
         ids_s, z = panoptic[::stride, ::stride], depth[::stride, ::stride]
         expected = []
         for pid in np.unique(ids_s):

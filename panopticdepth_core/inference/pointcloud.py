@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..data.classes import LABEL_DIVISOR, VOID_CLASS
-from .boxes2d import thing_extents
+from .boxes2d import ThingExtent, thing_extents
 
 CLOUD_FIELDS: tuple[tuple[str, str], ...] = (
     ("x", "<f4"),
@@ -281,11 +281,16 @@ def instance_boxes(
     min_points: int = 10,
     min_size: float = 0.05,
     label_divisor: int = LABEL_DIVISOR,
+    things: tuple[np.ndarray, list[ThingExtent]] | None = None,
 ) -> list[InstanceBox]:
     """One box per thing instance (panoptic id with a non-zero instance part) with >= ``min_points`` valid points.
 
     The box spans the ``percentiles`` of the instance's points on each axis, so stray edge pixels (depth
     bleeding from the background) do not inflate it. Boxes are sorted by panoptic id.
+
+    ``things``: ``thing_extents(panoptic, label_divisor)`` of the full-resolution map when the caller has it
+    already (the node's 2D boxes need it too); each thing's sampled pixels are then read inside its full-resolution
+    box instead of searching the sampled map again. The boxes are the same either way.
     """
     if depth.shape != panoptic.shape:
         raise ValueError(f"depth {depth.shape} and panoptic {panoptic.shape} must have the same shape")
@@ -293,19 +298,33 @@ def instance_boxes(
     ray_x, ray_y = pixel_rays(K, height, width, stride)
     z = depth[::stride, ::stride]
     # each thing's points are taken from its own bounding box only, in row-major order (no sort of all pixels)
-    labels, extents = thing_extents(panoptic[::stride, ::stride], label_divisor)
+    if things is None:
+        labels, extents = thing_extents(panoptic[::stride, ::stride], label_divisor)
+        spans = [(thing, thing.rows, thing.cols) for thing in extents]
+    else:
+        full_labels, extents = things
+        if full_labels.shape != panoptic.shape:
+            raise ValueError(f"things' label map {full_labels.shape} and panoptic {panoptic.shape} must match")
+        labels = full_labels[::stride, ::stride]
+        spans = [(thing, _sampled(thing.rows, stride), _sampled(thing.cols, stride)) for thing in extents]
     boxes = []
-    for thing in extents:
-        box_z = z[thing.box]
-        rows, cols = np.nonzero((labels[thing.box] == thing.label) & valid_depth_mask(box_z, max_depth))  # (n,)
+    for thing, row_span, col_span in spans:
+        box_z = z[row_span, col_span]
+        rows, cols = np.nonzero((labels[row_span, col_span] == thing.label) & valid_depth_mask(box_z, max_depth))
         if rows.size < min_points:
             continue
         zs = box_z[rows, cols].astype(np.float64)
-        rows += thing.rows.start
-        cols += thing.cols.start
+        rows += row_span.start
+        cols += col_span.start
         group = np.stack([ray_x[cols] * zs, ray_y[rows] * zs, zs], axis=1)  # (n, 3)
         boxes.append(_box(thing.panoptic_id, group, percentiles, min_size, label_divisor))
     return boxes
+
+
+def _sampled(span: slice, stride: int) -> slice:
+    """The indices, on the grid of every ``stride``-th pixel, of the sampled pixels inside ``span`` (full
+    resolution): ceil(start / stride) .. ceil(stop / stride) - 1."""
+    return slice(-(-span.start // stride), -(-span.stop // stride))
 
 
 def _box(key: int, group: np.ndarray, percentiles: tuple[float, float], min_size: float,
