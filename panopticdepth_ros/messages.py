@@ -21,7 +21,7 @@ from functools import cache
 import numpy as np
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from panopticdepth_core.inference.pointcloud import InstanceBox, scale_intrinsics
+from panopticdepth_core.inference.pointcloud import InstanceBox, all_valid_depths, scale_intrinsics
 
 from .conversions import camera_geometry
 
@@ -215,6 +215,8 @@ def _instance_pixels(out: np.ndarray, instance: np.ndarray) -> None:
 def _depth_pixels(out: np.ndarray, depth: np.ndarray) -> None:
     """~/depth's pixels into ``out`` (float32): metres, NaN where there is no estimate."""
     np.copyto(out, depth)
+    if all_valid_depths(out):  # the network's depth usually is: no mask to build
+        return
     # no estimate: <= 0, NaN or inf, i.e. the bits as an unsigned integer, less one, are not below
     # 0x7F7FFFFF (positive finite floats are 0x00000001..0x7F7FFFFF); two passes instead of four
     bits = np.subtract(depth.view("<u4"), np.uint32(1))

@@ -157,16 +157,29 @@ def test_images_written_into_their_bytes_equal_the_serialized_messages(distro: s
              (m.instance_image, m.instance_image_bytes), (m.depth_image, m.depth_image_bytes))
     for shape in ((5, 7), (16, 24), (0, 3)):
         for low, high, dtype in ((0, 19, np.int32), (-2, 300, np.int32), (-1, 70000, np.int64), (0, 255, np.uint8),
-                                 (-3.0, 40.0, np.float32)):
+                                 (-3.0, 40.0, np.float32), (0.5, 40.0, np.float32)):
             values = rng.uniform(low, high, shape).astype(dtype)
             for as_message, as_bytes in pairs:
-                if as_message is m.depth_image and dtype == np.float32 and values.size:
+                if as_message is m.depth_image and dtype == np.float32 and values.size and low < 0:
                     values = values.copy()
                     values.flat[:4] = [np.nan, np.inf, -np.inf, 0.0]  # no estimate (ids stay finite)
                 expected = m.serialize(as_message(store, header, values), m.IMAGE, store)
                 assert as_bytes(store, header, values) == expected, (as_message.__name__, shape, dtype, low)
         rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
         assert m.rgb_image_bytes(store, header, rgb) == m.serialize(m.rgb_image(store, header, rgb), m.IMAGE, store)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 0.0, -1e-30])
+def test_one_missing_depth_among_valid_ones_is_nan_in_the_depth_image(bad: float) -> None:
+    """The all-valid shortcut of ~/depth must not miss a single pixel without an estimate."""
+    store = m.get_store("jazzy")
+    header = m.make_header(store, 1, 2, "cam")
+    depth = np.random.default_rng(0).uniform(0.5, 80.0, (9, 13)).astype(np.float32)
+    depth[4, 7] = bad
+    data = m.depth_image_bytes(store, header, depth)
+    assert data == m.serialize(m.depth_image(store, header, depth), m.IMAGE, store)
+    pixels = np.frombuffer(data[-depth.nbytes:], "<f4").reshape(depth.shape)
+    assert np.isnan(pixels[4, 7]) and np.count_nonzero(np.isnan(pixels)) == 1
 
 
 def test_writable_bytes_fallback_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -104,6 +104,15 @@ def valid_depth_mask(depth: np.ndarray, max_depth: float = math.inf) -> np.ndarr
         return (depth > 0) & (depth <= max_depth)
 
 
+def all_valid_depths(depth: np.ndarray, max_depth: float = math.inf) -> bool:
+    """Whether :func:`valid_depth_mask` is true everywhere (an empty map: yes), from two reductions, several times
+    cheaper than the mask: a NaN anywhere makes the minimum NaN, which fails ``> 0`` as it fails the mask."""
+    if depth.size == 0:
+        return True
+    low, high = depth.min(), depth.max()
+    return bool(low > 0 and (high < math.inf if max_depth == math.inf else high <= max_depth))
+
+
 def depth_to_cloud(*args, **kwargs) -> np.ndarray:
     """The cloud of :func:`fill_cloud` (same arguments) without its ``is_dense`` flag."""
     return fill_cloud(*args, **kwargs)[0]
@@ -187,7 +196,7 @@ def fill_cloud(
         depth_block = depth_s[row0:row1]
         if valid is not None:
             block_valid = valid[row0:row1]
-        elif _all_valid(depth_block, max_depth):
+        elif all_valid_depths(depth_block, max_depth):
             block_valid = None  # the common case: no mask to build, no NaN to write
         else:
             block_valid = valid_depth_mask(depth_block, max_depth)
@@ -221,11 +230,6 @@ def fill_cloud(
     return out, not organized or valid_count == out_h * out_w
 
 
-def _all_valid(depth: np.ndarray, max_depth: float) -> bool:
-    """Whether every value of ``depth`` is a usable depth (see :func:`valid_depth_mask`): two reductions, cheaper
-    than the mask; a NaN anywhere makes the minimum NaN, which fails the test."""
-    low, high = depth.min(), depth.max()
-    return bool(low > 0 and (high < math.inf if max_depth == math.inf else high <= max_depth))
 
 
 #: Points per block of :func:`fill_cloud`: 6 planes of 64k float32 (1.5 MiB) stay in a core's cache.
