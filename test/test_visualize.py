@@ -91,9 +91,9 @@ def test_tensors_are_accepted():
     assert np.array_equal(colorize_depth(depth), colorize_depth(depth.numpy()))
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 0.75, 1.0])
+@pytest.mark.parametrize("alpha", [0.0, 0.01, 0.3, 0.5, 0.75, 0.999, 1.0])
 def test_overlay_equals_the_fixed_point_blend_for_every_alpha(alpha: float):
-    """The alpha 0.5 path (uint8 halves) and the uint16 path give ``(image * (256 - w) + colour * w + 128) >> 8``
+    """The blend gives ``(image * (256 - w) + colour * w + 128) >> 8``
     on labelled pixels, the camera image on void, white on boundaries: every byte value pair is tried."""
     rng = np.random.default_rng(4)
     values = np.arange(256, dtype=np.uint8)
