@@ -119,6 +119,38 @@ def test_blocks_give_the_same_cloud_as_one_block(monkeypatch: pytest.MonkeyPatch
     assert blocked == whole
 
 
+def test_threads_give_the_same_cloud_as_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bands of rows on several threads write the same bytes (and is_dense) as one thread: organized and not,
+    strided, excluded labels, float ids, invalid pixels, more threads than blocks."""
+    depth, colors, labels, instances = _scene(23, 17, seed=6)
+    depth[::4, ::5] = np.nan
+    monkeypatch.setattr(pc, "_BLOCK_POINTS", 20)  # one row per block: 23 blocks
+    bands = []
+    run_bands = pc._run_bands
+    monkeypatch.setattr(pc, "_run_bands", lambda jobs: bands.append(len(jobs)) or run_bands(jobs))
+    for organized in (True, False):
+        for stride, exclude, id_type in ((1, (), "uint32"), (2, (3, 7), "float32"), (3, (), "uint32")):
+            args = (depth, K, colors, labels, instances, stride, np.inf, organized, exclude)
+            one = pc.fill_cloud(*args, id_type=id_type, threads=1)
+            for threads in (2, 3, 7, 40):
+                bands.clear()
+                cloud, dense = pc.fill_cloud(*args, id_type=id_type, threads=threads)
+                assert (cloud.tobytes(), dense) == (one[0].tobytes(), one[1]), (organized, stride, threads)
+                assert len(bands) == 1 and 1 < bands[0] <= threads  # really split
+
+
+def test_a_large_cloud_uses_the_default_threads_and_empty_maps_give_empty_clouds() -> None:
+    depth, colors, labels, instances = _scene(400, 400, seed=7)  # 160000 points: more than two blocks
+    depth[5, 5] = 0.0
+    for organized in (True, False):
+        default = pc.fill_cloud(depth, K, colors, labels, instances, organized=organized)
+        single = pc.fill_cloud(depth, K, colors, labels, instances, organized=organized, threads=1)
+        assert default[0].tobytes() == single[0].tobytes() and default[1] == single[1] == (not organized)
+    for shape in ((0, 5), (4, 0)):
+        cloud, dense = pc.fill_cloud(np.zeros(shape, np.float32), K)
+        assert cloud.size == 0 and dense
+
+
 def test_out_buffer_is_reused_and_checked() -> None:
     depth, colors, labels, instances = _scene()
     depth[2:5] = 0.0
