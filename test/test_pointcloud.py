@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -120,23 +123,31 @@ def test_blocks_give_the_same_cloud_as_one_block(monkeypatch: pytest.MonkeyPatch
 
 
 def test_threads_give_the_same_cloud_as_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bands of rows on several threads write the same bytes (and is_dense) as one thread: organized and not,
+    """Blocks filled by several threads give the same bytes (and is_dense) as one thread: organized and not,
     strided, excluded labels, float ids, invalid pixels, more threads than blocks."""
     depth, colors, labels, instances = _scene(23, 17, seed=6)
     depth[::4, ::5] = np.nan
     monkeypatch.setattr(pc, "_BLOCK_POINTS", 20)  # one row per block: 23 blocks
-    bands = []
-    run_bands = pc._run_bands
-    monkeypatch.setattr(pc, "_run_bands", lambda jobs: bands.append(len(jobs)) or run_bands(jobs))
+    bands, fillers = [], set()
+    run_jobs, pack = pc._run_jobs, pc._pack_rgb_into
+    monkeypatch.setattr(pc, "_run_jobs", lambda jobs: bands.append(len(jobs)) or run_jobs(jobs))
+
+    def slow_pack(*args) -> None:  # every block takes 2 ms, so every thread gets blocks to fill
+        fillers.add(threading.get_ident())
+        time.sleep(0.002)
+        pack(*args)
+
+    monkeypatch.setattr(pc, "_pack_rgb_into", slow_pack)
     for organized in (True, False):
         for stride, exclude, id_type in ((1, (), "uint32"), (2, (3, 7), "float32"), (3, (), "uint32")):
             args = (depth, K, colors, labels, instances, stride, np.inf, organized, exclude)
             one = pc.fill_cloud(*args, id_type=id_type, threads=1)
             for threads in (2, 3, 7, 40):
                 bands.clear()
+                fillers.clear()
                 cloud, dense = pc.fill_cloud(*args, id_type=id_type, threads=threads)
                 assert (cloud.tobytes(), dense) == (one[0].tobytes(), one[1]), (organized, stride, threads)
-                assert len(bands) == 1 and 1 < bands[0] <= threads  # really split
+                assert len(bands) == 1 and 1 < bands[0] <= threads and len(fillers) > 1  # really shared
 
 
 def test_a_large_cloud_uses_the_default_threads_and_empty_maps_give_empty_clouds() -> None:

@@ -194,63 +194,71 @@ def fill_cloud(
     records = out.view("<f4").reshape(-1, 6)  # (points, 6) 32-bit words of each record
     block_rows = max(1, _BLOCK_POINTS // out_w)
 
-    def fill_rows(row_from: int, row_to: int, written: int) -> int:
-        """Write the records of sampled rows row_from..row_to-1 (unorganized: from record ``written`` on) and
-        return how many of their points are valid."""
-        planes, merged = scratch[row_from]
-        valid_count = 0
-        for row0 in range(row_from, row_to, block_rows):
-            row1 = min(row_to, row0 + block_rows)
-            rows = row1 - row0
-            full_rows = slice(row0 * stride, (row1 - 1) * stride + 1, stride)  # the block's rows at full resolution
-            depth_block = depth_s[row0:row1]
-            if valid is not None:
-                block_valid = valid[row0:row1]
-            elif all_valid_depths(depth_block, max_depth):
-                block_valid = None  # the common case: no mask to build, no NaN to write
+    def fill_block(row0: int, planes: np.ndarray, merged: np.ndarray | None) -> int:
+        """Write the records of the block of sampled rows from ``row0`` and return how many of its points are
+        valid; ``planes`` and ``merged`` are the calling thread's scratch."""
+        row1 = min(out_h, row0 + block_rows)
+        rows = row1 - row0
+        full_rows = slice(row0 * stride, (row1 - 1) * stride + 1, stride)  # the block's rows at full resolution
+        depth_block = depth_s[row0:row1]
+        if valid is not None:
+            block_valid = valid[row0:row1]
+        elif all_valid_depths(depth_block, max_depth):
+            block_valid = None  # the common case: no mask to build, no NaN to write
+        else:
+            block_valid = valid_depth_mask(depth_block, max_depth)
+        x, y, z = planes[0, :rows], planes[1, :rows], planes[2, :rows]
+        np.copyto(z, depth_block, casting="same_kind")
+        if organized and block_valid is not None:
+            np.copyto(z, np.float32(np.nan), where=~block_valid)
+        np.multiply(ray_x[None, :], z, out=x)
+        np.multiply(ray_y[row0:row1, None], z, out=y)
+        rgb = planes[3, :rows].view("<u4")
+        if colors is None:
+            rgb.fill(0)
+        else:
+            _pack_rgb_into(rgb, colors[full_rows.start:full_rows.stop], stride)
+        for plane, array, default in ((planes[4, :rows], labels, VOID_CLASS), (planes[5, :rows], instances, 0)):
+            target = plane.view("<u4") if id_type == "uint32" else plane
+            if array is None:
+                target.fill(default)
             else:
-                block_valid = valid_depth_mask(depth_block, max_depth)
-            valid_count += rows * out_w if block_valid is None else int(np.count_nonzero(block_valid))
-            x, y, z = planes[0, :rows], planes[1, :rows], planes[2, :rows]
-            np.copyto(z, depth_block, casting="same_kind")
-            if organized and block_valid is not None:
-                np.copyto(z, np.float32(np.nan), where=~block_valid)
-            np.multiply(ray_x[None, :], z, out=x)
-            np.multiply(ray_y[row0:row1, None], z, out=y)
-            rgb = planes[3, :rows].view("<u4")
-            if colors is None:
-                rgb.fill(0)
-            else:
-                _pack_rgb_into(rgb, colors[full_rows.start:full_rows.stop], stride)
-            for plane, array, default in ((planes[4, :rows], labels, VOID_CLASS), (planes[5, :rows], instances, 0)):
-                target = plane.view("<u4") if id_type == "uint32" else plane
-                if array is None:
-                    target.fill(default)
-                else:
-                    np.copyto(target, array[full_rows, ::stride], casting="unsafe")
-            fields = planes[:, :rows].reshape(6, rows * out_w)  # (6, n): the block's records, transposed
-            if organized:
-                cv2.transpose(fields, records[row0 * out_w:row1 * out_w])
-            else:
-                block = merged[:rows * out_w]
-                cv2.transpose(fields, block)
-                kept = block[block_valid.reshape(-1)]  # (n, 6): the valid points of the block, in row-major order
-                records[written:written + kept.shape[0]] = kept
-                written += kept.shape[0]
-        return valid_count
+                np.copyto(target, array[full_rows, ::stride], casting="unsafe")
+        fields = planes[:, :rows].reshape(6, rows * out_w)  # (6, n): the block's records, transposed
+        if organized:
+            cv2.transpose(fields, records[row0 * out_w:row1 * out_w])
+        else:
+            block = merged[:rows * out_w]
+            cv2.transpose(fields, block)
+            kept = block[block_valid.reshape(-1)]  # (n, 6): the valid points of the block, in row-major order
+            written = int(first_record[row0 // block_rows])
+            records[written:written + kept.shape[0]] = kept
+        return rows * out_w if block_valid is None else int(np.count_nonzero(block_valid))
 
-    # Bands of equal rows, one per thread, each in blocks: each writes its own records (an unorganized band from
-    # the number of valid points before it), so the bytes do not depend on the number of threads.
+    # Blocks are claimed one at a time by however many threads run (a late-starting thread just claims fewer);
+    # an unorganized block writes from the number of valid points before it, so the bytes never depend on who
+    # filled which block.
+    block_starts = range(0, out_h, block_rows)
+    first_record = None if organized else np.cumsum(
+        [0] + [np.count_nonzero(valid[row0:row0 + block_rows]) for row0 in block_starts[:-1]])
+    claims, claim_lock = iter(block_starts), threading.Lock()
+
+    def fill_claimed(planes: np.ndarray, merged: np.ndarray | None) -> int:
+        valid_count = 0
+        while True:
+            with claim_lock:
+                row0 = next(claims, None)
+            if row0 is None:
+                return valid_count
+            valid_count += fill_block(row0, planes, merged)
+
     threads = _cloud_threads(out_h * out_w) if threads is None else max(1, int(threads))
-    per_band = -(-out_h // min(threads, out_h))
-    bands = [(row0, min(out_h, row0 + per_band)) for row0 in range(0, out_h, per_band)]
-    starts = [0 if organized else int(np.count_nonzero(valid[:row0])) for row0, _ in bands]
-    # each band's block planes (x, y, z, rgb, label, instance) and, unorganized, its block before dropping, all
+    # each thread's block planes (x, y, z, rgb, label, instance) and, unorganized, its block before dropping, all
     # allocated here: a worker thread's own malloc arena would map and fault them afresh on every cloud
-    scratch = {row0: (np.empty((6, block_rows, out_w), dtype="<f4"),
-                      None if organized else np.empty((block_rows * out_w, 6), dtype="<f4")) for row0, _ in bands}
-    jobs = [(fill_rows, row0, row1, start) for (row0, row1), start in zip(bands, starts)]
-    valid_count = sum(_run_bands(jobs))
+    jobs = [(fill_claimed, np.empty((6, block_rows, out_w), dtype="<f4"),
+             None if organized else np.empty((block_rows * out_w, 6), dtype="<f4"))
+            for _ in range(min(threads, len(block_starts)))]
+    valid_count = sum(_run_jobs(jobs))
     return out, not organized or valid_count == out_h * out_w
 
 
@@ -259,8 +267,8 @@ def fill_cloud(
 #: Points per block of :func:`fill_cloud`: 6 planes of 64k float32 (1.5 MiB) stay in a core's cache.
 _BLOCK_POINTS = 65536
 #: Most threads :func:`fill_cloud` uses by default. Why threads: numpy and OpenCV release the GIL for each
-#: block's work, and on the 2-core VM two bands cut the 1280x720 cloud from ~6.1 to ~4.3 ms; more than this
-#: many would mostly wait on memory (not measured here: no machine with more cores).
+#: block's work, and on the 2-core VM two threads cut the 1280x720 cloud from ~6.1 to ~4.2-4.7 ms; more than
+#: this many would mostly wait on memory (not measured here: no machine with more cores).
 MAX_CLOUD_THREADS = 4
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -275,7 +283,7 @@ def _cloud_threads(points: int) -> int:
     return max(1, min(MAX_CLOUD_THREADS, cores))
 
 
-def _run_bands(jobs: list[tuple]) -> list:
+def _run_jobs(jobs: list[tuple]) -> list:
     """Run ``(function, *args)`` jobs, the first on this thread and the rest on the module's pool; their results in
     order. Every job has finished when this returns or raises (they write into the caller's buffer)."""
     global _pool
