@@ -105,6 +105,7 @@ class PipelineSettings:
     hardware_id: str = ""
     stats_window: int = 100  # frames in the latency / rate / stage-time windows
     track: bool = True  # persistent instance ids across frames (panopticdepth_core.tracking); False: per frame
+    cpu_threads: int = 0  # threads building the labeled cloud; 0: one per core (at most pointcloud.MAX_CLOUD_THREADS)
 
     def __post_init__(self) -> None:
         checks = [
@@ -120,6 +121,7 @@ class PipelineSettings:
                                                    f"{self.cloud_id_type!r}"),
             (0.0 <= self.overlay_alpha <= 1.0, f"overlay_alpha must lie in [0, 1], got {self.overlay_alpha}"),
             (self.stats_window >= 2, f"stats_window must be >= 2, got {self.stats_window}"),
+            (int(self.cpu_threads) >= 0, f"cpu_threads must be >= 0, got {self.cpu_threads}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -409,7 +411,7 @@ class FramePipeline:
 
         _, dense = fill_cloud(depth, K, colors, semantic, instance, settings.cloud_stride, settings.cloud_max_depth,
                               settings.cloud_organized, settings.cloud_exclude_labels, out=allocate,
-                              id_type=settings.cloud_id_type)
+                              id_type=settings.cloud_id_type, threads=settings.cpu_threads or None)
         return message.finish(dense)
 
     # --------------------------------------------------------------------------------------------- tracking

@@ -99,9 +99,10 @@ PARAMETERS: dict[str, Spec] = {
                     "'' = the shipped small model", _path),
     "device": Spec("auto", "str", "'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'", _device),
     "precision": Spec("fp32", "str", "network precision: fp32, fp16 (CUDA only) or bf16", _choice(PRECISIONS)),
-    "cpu_threads": Spec(0, "int", "threads the network and post-processing use on the CPU (torch intra-op, "
-                        "onnxruntime intra-op; process-wide); 0 = the libraries' default, one per core. On a small "
-                        "CPU shared with the ROS graph, fewer than the cores can be faster", _threads),
+    "cpu_threads": Spec(0, "int", "threads the network, post-processing and labeled cloud use on the CPU (torch "
+                        "intra-op, onnxruntime intra-op, process-wide; the cloud's own threads); 0 = the libraries' "
+                        "default, one per core (the cloud: at most 4). On a small CPU shared with the ROS graph, "
+                        "fewer than the cores can be faster", _threads),
     "onnx_providers": Spec("auto", "str", "onnxruntime execution providers for an .onnx `weights`: 'auto' "
                            "(TensorRT, CUDA, CPU, whichever this onnxruntime has) or a comma-separated list of "
                            "cpu, cuda, tensorrt"),
@@ -254,6 +255,7 @@ class NodeParams:
             label_threshold=label_threshold,
             hardware_id=self.hardware_id or hardware_id,
             track=self.track,
+            cpu_threads=self.cpu_threads,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -313,6 +313,22 @@ def test_cloud_settings_stride_unorganized_and_colour(frame) -> None:
         PipelineSettings(cloud_color="rainbow")
 
 
+def test_cpu_threads_bound_the_cloud_builders(frame, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cpu_threads (the node parameter) reaches the cloud: 0 leaves fill_cloud its default, N gives it N."""
+    from panopticdepth_ros import frame_pipeline
+
+    store, image, info, _ = frame
+    asked = []
+    fill = frame_pipeline.fill_cloud
+    monkeypatch.setattr(frame_pipeline, "fill_cloud", lambda *a, threads=None, **k: asked.append(threads) or
+                        fill(*a, threads=threads, **k))
+    outputs = [FramePipeline(FakePredictor(), PipelineSettings(cpu_threads=n)).process(image, info, ["points"])
+               .outputs["points"][1] for n in (0, 1, 3)]
+    assert asked == [None, 1, 3] and outputs[0] == outputs[1] == outputs[2]
+    with pytest.raises(ValueError, match="cpu_threads"):
+        PipelineSettings(cpu_threads=-1)
+
+
 def test_cloud_buffer_shrinks_after_a_large_frame() -> None:
     """One large frame must not keep its cloud's memory: the pipeline holds no more after the next normal frame
     than after the first one (the cloud is built into each frame's own message bytes; nothing of it is kept)."""

@@ -120,15 +120,15 @@ def test_values_are_converted_like_ros_delivers_them() -> None:
 def test_params_map_to_pipeline_settings_and_config_overrides() -> None:
     params = validate({"cloud_stride": 4, "max_depth": 30, "cloud_color": "image", "cloud_exclude_labels": [10],
                        "intrinsics_source": "k", "overlay_alpha": 0.25, "instance_threshold": 0.6,
-                       "publish_overlay": False, "publish_depth_camera_info": False})
+                       "publish_overlay": False, "publish_depth_camera_info": False, "cpu_threads": 3})
     settings = params.pipeline_settings("jazzy", label_threshold=0.6, hardware_id="cpu")
     assert (settings.distro, settings.cloud_stride, settings.cloud_max_depth, settings.cloud_color) == \
         ("jazzy", 4, 30.0, "image")
     assert (settings.cloud_exclude_labels, settings.intrinsics_source, settings.overlay_alpha) == ((10,), "k", 0.25)
-    assert (settings.label_threshold, settings.hardware_id) == (0.6, "cpu")
+    assert (settings.label_threshold, settings.hardware_id, settings.cpu_threads) == (0.6, "cpu", 3)
     assert params.config_overrides() == ["MODEL.INFERENCE.INST_THRES", "0.6"]
     assert "overlay" not in params.enabled_outputs() and "depth/camera_info" not in params.enabled_outputs()
-    assert params.changed_restart_parameters(NodeParams()) == ["instance_threshold"]
+    assert params.changed_restart_parameters(NodeParams()) == ["cpu_threads", "instance_threshold"]
 
 
 def test_params_file_sections_and_errors(tmp_path: Path) -> None:
