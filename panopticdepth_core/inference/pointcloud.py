@@ -262,8 +262,6 @@ def fill_cloud(
     return out, not organized or valid_count == out_h * out_w
 
 
-
-
 #: Points per block of :func:`fill_cloud`: 6 planes of 64k float32 (1.5 MiB) stay in a core's cache.
 _BLOCK_POINTS = 65536
 #: Most threads :func:`fill_cloud` uses by default. Why threads: numpy and OpenCV release the GIL for each
