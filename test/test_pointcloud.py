@@ -76,6 +76,57 @@ def test_organized_points_lie_on_pixel_rays() -> None:
     np.testing.assert_array_equal(cloud["instance"], instances)
 
 
+def _reference_cloud(depth, colors, labels, instances, stride, organized, id_type):
+    """The cloud field by field with plain numpy (no blocks, planes or merge)."""
+    dtype = pc.ID_TYPES[id_type]
+    z = np.asarray(depth, dtype=np.float64)[::stride, ::stride]
+    v, u = np.mgrid[0:depth.shape[0]:stride, 0:depth.shape[1]:stride]
+    valid = (z > 0) & np.isfinite(z)
+    cloud = np.zeros(z.shape, dtype)
+    with np.errstate(invalid="ignore"):
+        for name, value in (("x", (u - K[0, 2]) / K[0, 0] * z), ("y", (v - K[1, 2]) / K[1, 1] * z), ("z", z)):
+            cloud[name] = np.where(valid, value, np.nan).astype(np.float32)
+    cloud["rgb"] = pack_rgb(colors[::stride, ::stride])
+    for name, array in (("label", labels), ("instance", instances)):
+        ids = np.asarray(array)[::stride, ::stride].astype(np.int64)
+        cloud[name] = ids.astype(np.float32) if id_type == "float32" else (ids & 0xFFFFFFFF).astype(np.uint32)
+    return cloud if organized else cloud[valid]
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("id_type", ["uint32", "float32"])
+def test_every_input_dtype_and_layout_gives_the_reference_cloud(stride: int, id_type: str) -> None:
+    """Fields read in place (float32 depth, 4-byte ids at unit stride) and fields converted first (other dtypes,
+    big-endian, column-major, strided, float ids) give the same records as a plain per-field reference, including
+    negative ids, ids above 2**31 and invalid depths."""
+    rng = np.random.default_rng(stride)
+    depth, colors, _, _ = _scene(21, 33, seed=9)
+    depth[3, 4], depth[7, 7], depth[10, 2] = np.nan, 0.0, np.inf
+    ids = rng.integers(-3, 40, (21, 33))
+    ids[0, :3] = [-1, 2**31 + 5, 2**32 - 1]  # bits of negative and huge ids kept, as the uint32 cast would
+    id_maps = {"int32": ids.astype(np.int32), "uint32": ids.astype(np.int64).astype(np.uint32),
+               "int64": ids, "uint8": (ids % 256).astype(np.uint8), "big-endian int32": ids.astype(">i4"),
+               "column-major int32": np.asfortranarray(ids.astype(np.int32)),
+               "float32": (np.abs(ids) % 2**24).astype(np.float32)}  # values, not bits: converted
+    depths = {"float32": depth, "float64": depth.astype(np.float64), "big-endian float32": depth.astype(">f4"),
+              "int32 (whole metres)": np.nan_to_num(depth, posinf=0).astype(np.int32)}
+    for organized in (True, False):
+        for id_name, labels in id_maps.items():
+            if id_type == "float32" and id_name in ("uint32", "int64", "float32"):
+                labels = np.abs(ids).astype(labels.dtype)  # float ids are exact below 2**24 only
+            for depth_name, depth_map in depths.items():
+                instances = labels[::-1].copy() if id_name != "column-major int32" else labels
+                expected = _reference_cloud(depth_map, colors, labels, instances, stride, organized, id_type)
+                got = depth_to_cloud(depth_map, K, colors, labels, instances, stride=stride, organized=organized,
+                                     id_type=id_type)
+                assert got.dtype == expected.dtype and got.shape == expected.shape, (id_name, depth_name)
+                for name in ("label", "instance", "rgb"):
+                    assert got[name].tobytes() == expected[name].tobytes(), (name, id_name, depth_name, organized)
+                for name in "xyz":
+                    np.testing.assert_allclose(got[name], expected[name], rtol=1e-6, equal_nan=True,
+                                               err_msg=f"{name} {id_name} {depth_name} {organized}")
+
+
 def test_invalid_depth_is_nan_when_organized_and_dropped_otherwise() -> None:
     depth, colors, labels, instances = _scene()
     depth[0, 0], depth[1, 1], depth[2, 2], depth[3, 3], depth[4, 4] = 0.0, np.nan, np.inf, -1.0, 29.0

@@ -150,10 +150,11 @@ def fill_cloud(
     ``threads``: how many threads share the rows (None: one per available core, at most
     :data:`MAX_CLOUD_THREADS`, for clouds of at least two blocks); the bytes are the same for any number.
 
-    Why blocks of rows, planes, then one transpose: every field is computed on a small contiguous plane that
-    stays in cache (SIMD-fast), and the block's six planes, one (6, n) matrix, are transposed by ``cv2.transpose``
-    into the (n, 6) words of its 24-byte records: a cache-blocked copy, faster than ``cv2.merge`` of the six
-    planes (which runs as a 4- and a 2-channel pass) and than numpy's strided field writes.
+    Why blocks of rows, then one ``cv2.merge`` per block: x, y and the packed colours are computed on small
+    contiguous planes that stay in cache (SIMD-fast); z and the ids are read straight from their maps where they
+    already hold the record's 4-byte words (float32 depth; int32 or uint32 ids, uint32 cloud ids; unit stride),
+    else converted into planes too; the merge interleaves the six into the block's 24-byte records in one pass.
+    Few calls per block matter once several threads share the blocks: each call takes the GIL.
     """
     import cv2  # a dependency; imported on first use so that importing this module stays light
 
@@ -174,11 +175,14 @@ def fill_cloud(
     ray_x, ray_y = pixel_rays(K, height, width, stride)
     out_h, out_w = ray_y.shape[0], ray_x.shape[0]
     depth_s = depth[::stride, ::stride]  # (h', w') view
-    valid = None  # (h', w') bool; an organized cloud without excluded labels finds it block by block, in cache
+    # (h', w') bool, or None: an organized cloud without excluded labels needs no mask where every depth is valid
+    # (the network's usually is: two reductions over the map); else it finds its mask block by block, in cache
+    valid = None
     if not organized or (labels is not None and len(exclude_labels)):
         valid = valid_depth_mask(depth_s, max_depth)
         if labels is not None and len(exclude_labels):
             valid &= ~np.isin(labels[::stride, ::stride], np.asarray(exclude_labels))
+    all_valid = valid is None and all_valid_depths(depth_s, max_depth)
     count = out_h * out_w if organized else int(np.count_nonzero(valid))
 
     if out is None:
@@ -203,14 +207,18 @@ def fill_cloud(
         depth_block = depth_s[row0:row1]
         if valid is not None:
             block_valid = valid[row0:row1]
-        elif all_valid_depths(depth_block, max_depth):
+        elif all_valid or all_valid_depths(depth_block, max_depth):
             block_valid = None  # the common case: no mask to build, no NaN to write
         else:
             block_valid = valid_depth_mask(depth_block, max_depth)
-        x, y, z = planes[0, :rows], planes[1, :rows], planes[2, :rows]
-        np.copyto(z, depth_block, casting="same_kind")
-        if organized and block_valid is not None:
-            np.copyto(z, np.float32(np.nan), where=~block_valid)
+        if _as_field(depth_block) is not None and (block_valid is None or not organized):
+            z = depth_block  # read in place: float32 rows, and no NaN to write
+        else:
+            z = planes[2, :rows]
+            np.copyto(z, depth_block, casting="same_kind")
+            if organized and block_valid is not None:
+                np.copyto(z, np.float32(np.nan), where=~block_valid)
+        x, y = planes[0, :rows], planes[1, :rows]
         np.multiply(ray_x[None, :], z, out=x)
         np.multiply(ray_y[row0:row1, None], z, out=y)
         rgb = planes[3, :rows].view("<u4")
@@ -218,18 +226,23 @@ def fill_cloud(
             rgb.fill(0)
         else:
             _pack_rgb_into(rgb, colors[full_rows.start:full_rows.stop], stride)
+        fields = [x, y, z.astype("<f4", copy=False), planes[3, :rows]]
         for plane, array, default in ((planes[4, :rows], labels, VOID_CLASS), (planes[5, :rows], instances, 0)):
-            target = plane.view("<u4") if id_type == "uint32" else plane
-            if array is None:
-                target.fill(default)
-            else:
-                np.copyto(target, array[full_rows, ::stride], casting="unsafe")
-        fields = planes[:, :rows].reshape(6, rows * out_w)  # (6, n): the block's records, transposed
+            direct = None if array is None or id_type != "uint32" else _as_field(array[full_rows, ::stride], "iu")
+            if direct is None:  # converted into the scratch plane
+                target = plane.view("<u4") if id_type == "uint32" else plane
+                if array is None:
+                    target.fill(default)
+                else:
+                    np.copyto(target, array[full_rows, ::stride], casting="unsafe")
+            fields.append(plane if direct is None else direct)
+        # the six (rows, w') fields interleaved into the block's 24-byte records in one pass (as float32 words:
+        # OpenCV moves them by size, bit for bit, so ids viewed as float32 keep their bits)
         if organized:
-            cv2.transpose(fields, records[row0 * out_w:row1 * out_w])
+            cv2.merge(fields, records[row0 * out_w:row1 * out_w].reshape(rows, out_w, 6))
         else:
             block = merged[:rows * out_w]
-            cv2.transpose(fields, block)
+            cv2.merge(fields, block.reshape(rows, out_w, 6))
             kept = block[block_valid.reshape(-1)]  # (n, 6): the valid points of the block, in row-major order
             written = int(first_record[row0 // block_rows])
             records[written:written + kept.shape[0]] = kept
@@ -299,6 +312,16 @@ def _run_jobs(jobs: list[tuple]) -> list:
     finally:
         wait(futures)
     return [first] + [future.result() for future in futures]
+
+
+def _as_field(array: np.ndarray, kinds: str = "f") -> np.ndarray | None:
+    """``array`` (rows, w') as the float32 words of a cloud field, read in place, or None when it must be
+    converted first: it must hold 4-byte little-endian values of one of ``kinds`` (numpy kind letters; integers
+    keep their bits, as the uint32 cast would) in rows OpenCV can read (consecutive columns)."""
+    dtype = array.dtype
+    if dtype.kind not in kinds or dtype.itemsize != 4 or dtype.byteorder == ">" or array.strides[1] != 4:
+        return None
+    return array.view("<f4")
 
 
 def _pack_rgb_into(target: np.ndarray, colors: np.ndarray, stride: int) -> None:
