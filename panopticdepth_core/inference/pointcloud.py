@@ -211,9 +211,9 @@ def fill_cloud(
             block_valid = None  # the common case: no mask to build, no NaN to write
         else:
             block_valid = valid_depth_mask(depth_block, max_depth)
-        if _as_field(depth_block) is not None and (block_valid is None or not organized):
-            z = depth_block  # read in place: float32 rows, and no NaN to write
-        else:
+        # z read in place when the depths are float32 rows with no NaN to write, else converted into its plane
+        z = _as_field(depth_block) if block_valid is None or not organized else None
+        if z is None:
             z = planes[2, :rows]
             np.copyto(z, depth_block, casting="same_kind")
             if organized and block_valid is not None:
@@ -226,15 +226,16 @@ def fill_cloud(
             rgb.fill(0)
         else:
             _pack_rgb_into(rgb, colors[full_rows.start:full_rows.stop], stride)
-        fields = [x, y, z.astype("<f4", copy=False), planes[3, :rows]]
+        fields = [x, y, z, planes[3, :rows]]
         for plane, array, default in ((planes[4, :rows], labels, VOID_CLASS), (planes[5, :rows], instances, 0)):
-            direct = None if array is None or id_type != "uint32" else _as_field(array[full_rows, ::stride], "iu")
+            ids = None if array is None else array[full_rows, ::stride]
+            direct = _as_field(ids, "iu") if ids is not None and id_type == "uint32" else None
             if direct is None:  # converted into the scratch plane
                 target = plane.view("<u4") if id_type == "uint32" else plane
-                if array is None:
+                if ids is None:
                     target.fill(default)
                 else:
-                    np.copyto(target, array[full_rows, ::stride], casting="unsafe")
+                    np.copyto(target, ids, casting="unsafe")
             fields.append(plane if direct is None else direct)
         # the six (rows, w') fields interleaved into the block's 24-byte records in one pass (as float32 words:
         # OpenCV moves them by size, bit for bit, so ids viewed as float32 keep their bits)
