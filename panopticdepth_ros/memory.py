@@ -40,22 +40,17 @@ class LargeFrameRelease:
     def __init__(self, release: Callable[[], None] | None = None) -> None:
         self.release = _glibc_trim() if release is None else release
         self.largest = 0
-        self.releases = 0
         self._follow_up = 0  # frames still to release after
 
     def after_frame(self, pixels: int) -> None:
         """Note a finished frame of ``pixels`` (height x width of its image)."""
-        if pixels <= 0:
+        if pixels <= 0 or self.release is None:
             return
-        if self.release is not None and 2 * pixels <= self.largest:
-            self._release()
+        if 2 * pixels <= self.largest:
             self.largest, self._follow_up = pixels, self.FOLLOW_UP
-            return
-        self.largest = max(self.largest, pixels)
-        if self.release is not None and self._follow_up:
-            self._release()
+        else:
+            self.largest = max(self.largest, pixels)
+            if not self._follow_up:
+                return
             self._follow_up -= 1
-
-    def _release(self) -> None:
         self.release()
-        self.releases += 1
