@@ -14,7 +14,9 @@ numbering (tracking off, what `predict --no-track` writes) and tracked ids (what
   PQ(k=1) (the goal: >= 0.9 with tracking);
 - the MOT view with motmetrics against the ground truth's ids: a predicted thing matches a ground-truth thing of
   the same class with mask IoU >= 0.5; IDF1, ID switches per 100 frames, MOTA (over all drives);
-- the tracker's own time per frame on these outputs.
+- the tracker's own time per frame on these outputs;
+- per thing class (tracking on): PQ at k = 1 and VPQ at k = 4 with their TP / FP / FN, and the ground-truth tubes
+  lost at k = 4 by how many frames of their window the thing was matched in alone: where the ratio goes.
 
 ``--detections ground-truth`` tracks the ground truth's own segments instead of the model's, each frame's things
 numbered afresh in random order (a perfect detector, no kernels): what is left is the tracker's own ability to
@@ -27,8 +29,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,6 +50,14 @@ from panopticdepth_core.tracking.sequences import camera_pose, frame_times, sequ
 from panopticdepth_core.tracking.tracker import InstanceTracker, TrackerSettings
 
 KS = (1, 2, 3, 4)
+
+
+class Overlaps(NamedTuple):
+    """One frame's things: ground-truth and predicted areas by panoptic id, shared pixels by (prediction, truth)."""
+
+    gt: dict[int, int]
+    hyp: dict[int, int]
+    inter: dict[tuple[int, int], int]
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -82,19 +94,67 @@ def _renumbered_ground_truth(semantic: np.ndarray, instance: np.ndarray, depth: 
     return SimpleNamespace(panoptic=panoptic, semantic=semantic, instance=numbered, depth=depth, segments=segments)
 
 
-def _mot_update(acc, gt: dict[int, np.ndarray], hyp: dict[int, np.ndarray]) -> None:
-    gt_ids, hyp_ids = list(gt), list(hyp)
+def _overlaps(gt: dict[int, np.ndarray], hyp: dict[int, np.ndarray]) -> Overlaps:
+    """One frame's thing areas and the pixels each same-class (prediction, ground truth) pair shares."""
+    inter = {}
+    for g, gm in gt.items():
+        for h, hm in hyp.items():
+            if g // 1000 == h // 1000 and (n := np.count_nonzero(gm & hm)):
+                inter[(h, g)] = n
+    return Overlaps({g: np.count_nonzero(m) for g, m in gt.items()}, {h: np.count_nonzero(m) for h, m in hyp.items()},
+                    inter)
+
+
+def _matched(o: Overlaps, threshold: float = 0.5) -> set[int]:
+    """Ground-truth things that a prediction covers at IoU above ``threshold`` (VPQ's rule) in this frame."""
+    return {g for (h, g), n in o.inter.items() if n / (o.gt[g] + o.hyp[h] - n) > threshold}
+
+
+def _mot_update(acc, o: Overlaps) -> None:
+    gt_ids, hyp_ids = list(o.gt), list(o.hyp)
     dist = np.full((len(gt_ids), len(hyp_ids)), np.nan)
-    for i, g in enumerate(gt_ids):
-        for j, h in enumerate(hyp_ids):
-            if g // 1000 != h // 1000:
-                continue
-            inter = np.count_nonzero(gt[g] & hyp[h])
-            if inter:
-                iou = inter / np.count_nonzero(gt[g] | hyp[h])
-                if iou >= 0.5:
-                    dist[i, j] = 1.0 - iou
+    for (h, g), n in o.inter.items():
+        iou = n / (o.gt[g] + o.hyp[h] - n)
+        if iou >= 0.5:
+            dist[gt_ids.index(g), hyp_ids.index(h)] = 1.0 - iou
     acc.update(gt_ids, hyp_ids, dist)
+
+
+def _lost_tubes(frames: list[Overlaps], k: int) -> Counter:
+    """Ground-truth tubes that fail VPQ's match in the k-frame windows of one drive, by (class, frames of the window
+    in which the thing alone was matched). Void pixels are not set aside here, so a count can differ from the
+    evaluator's by a tube whose prediction lies partly on void."""
+    lost: Counter = Counter()
+    for start in range(len(frames) - k + 1):
+        window = frames[start:start + k]
+        gt_area, hyp_area, inter = Counter(), Counter(), Counter()
+        for o in window:
+            gt_area.update(o.gt)
+            hyp_area.update(o.hyp)
+            inter.update(o.inter)
+        tubes = {g for (h, g), n in inter.items() if n / (gt_area[g] + hyp_area[h] - n) > 0.5}
+        per_frame = [_matched(o) for o in window]
+        for g in set(gt_area) - tubes:
+            lost[(g // 1000, sum(g in hits for hits in per_frame))] += 1
+    return lost
+
+
+def _print_per_class(dvpq: dict, lost: Counter) -> None:
+    """Where the things' ratio goes, tracking on: each thing class's PQ at k = 1 and VPQ at k = 4 with their counts
+    (a k = 4 count is over windows), and its ground-truth tubes lost at k = 4 by how many of their window's frames
+    the thing was matched in alone (0: missed throughout; more: found in part of the window, e.g. as it comes into
+    view, and the tube still failed)."""
+    last = KS[-1]
+    print(f"\nThings per class, tracking on: k = 1 against k = {last}. Last columns: the ground-truth tubes lost at "
+          f"k = {last}, by the frames of their window in which the thing was matched alone")
+    print(f"{'':12s}{'PQ1':>7s}{'VPQ' + str(last):>7s}{'TP/FP/FN k=1':>16s}{'TP/FP/FN k=' + str(last):>16s}"
+          + "".join(f"{n:6d}" for n in range(last)))
+    for one, four in zip(dvpq["1"]["vpq"]["per_class"], dvpq[str(last)]["vpq"]["per_class"]):
+        if not one["is_thing"] or not one["present"]:
+            continue
+        counts = [f"{e['tp']}/{e['fp']}/{e['fn']}" for e in (one, four)]
+        print(f"{one['name']:12s}{one['pq']:7.2f}{four['pq']:7.2f}{counts[0]:>16s}{counts[1]:>16s}"
+              + "".join(f"{lost[(one['id'], n)]:6d}" for n in range(last)))
 
 
 def main() -> int:
@@ -127,10 +187,12 @@ def main() -> int:
     frames = sorted(gt_dir.glob("*_leftImg8bit.png"))
     names = [f.name for f in frames]
     accs = {"off": [], "on": []}
+    lost: Counter = Counter()
     track_times, model_time = [], 0.0
     for group in sequence_groups(names):
         tracker = InstanceTracker(settings)
         acc = {"off": mm.MOTAccumulator(auto_id=True), "on": mm.MOTAccumulator(auto_id=True)}
+        drive: list[Overlaps] = []
         for index, when in zip(group, frame_times(names, group)):
             path = frames[index]
             stem = path.name[: -len("_leftImg8bit.png")]
@@ -148,9 +210,13 @@ def main() -> int:
             tracked = tracker.update(pred.panoptic, pred.segments, pred.depth, K, camera_pose(camera), when,
                                      instance=pred.instance)
             track_times.append(time.perf_counter() - start)
+            overlaps = {}
             for mode, instance in (("off", pred.instance), ("on", tracked.instance)):
                 write_prediction(work / mode, path.name, pred.semantic, instance, pred.depth)
-                _mot_update(acc[mode], gt, _things(pred.semantic, instance))
+                overlaps[mode] = _overlaps(gt, _things(pred.semantic, instance))
+                _mot_update(acc[mode], overlaps[mode])
+            drive.append(overlaps["on"])
+        lost.update(_lost_tubes(drive, KS[-1]))
         for mode in accs:
             accs[mode].append(acc[mode])
     print(f"detections ({args.detections}) {model_time / len(frames) * 1e3:.0f} ms/frame; tracker mean {np.mean(track_times) * 1e3:.2f} ms, "
@@ -179,6 +245,7 @@ def main() -> int:
         frames_count = int(row["num_frames"])
         print(f"{'tracking ' + mode:14s}{row['idf1'] * 100:8.1f}{int(row['num_switches']):8d}"
               f"{row['num_switches'] * 100 / max(frames_count, 1):13.2f}{row['mota'] * 100:8.1f}{frames_count:8d}")
+    _print_per_class(results["on"]["dvpq"], lost)
     print(f"\nfiles under {work}")
     return 0
 
