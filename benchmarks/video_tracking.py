@@ -4,7 +4,7 @@ drives, with tracking on and off.
 Usage:
     python benchmarks/video_tracking.py [--sequences 10] [--frames 30] [--size 128x256] [--seed 1000000]
                                         [--workdir DIR] [--config CFG --weights W]
-                                        [--detections model|ground-truth]
+                                        [--detections model|ground-truth [--min-area PIXELS]]
 
 Renders the drives (`synth --sequences`; seed 1000000 is the shipped model's validation seed, disjoint from its
 training scenes), runs the model once per frame and writes two prediction folders from the same outputs: per-frame
@@ -20,7 +20,8 @@ numbering (tracking off, what `predict --no-track` writes) and tracked ids (what
 
 ``--detections ground-truth`` tracks the ground truth's own segments instead of the model's, each frame's things
 numbered afresh in random order (a perfect detector, no kernels): what is left is the tracker's own ability to
-hold ids, apart from what the detector finds.
+hold ids, apart from what the detector finds. ``--min-area A`` with it leaves out each frame's things under A
+pixels (a perfect detector that finds things only from that size on).
 Not a test: it prints numbers (docs/tracking.md holds a run's output).
 """
 
@@ -72,11 +73,18 @@ def _things(semantic: np.ndarray, instance: np.ndarray) -> dict[int, np.ndarray]
 
 
 def _renumbered_ground_truth(semantic: np.ndarray, instance: np.ndarray, depth: np.ndarray,
-                             rng: np.random.Generator) -> SimpleNamespace:
+                             rng: np.random.Generator, min_area: int = 0) -> SimpleNamespace:
     """A frame's ground truth as a prediction whose things are numbered 1..N afresh, in random order (what the
     post-processing does by score), so no id carries over from the previous frame by itself. No kernels: the
-    tracker then uses mask overlap and 3D position only."""
+    tracker then uses mask overlap and 3D position only. Things under ``min_area`` pixels are missed: void in the
+    prediction (a detector that finds things only from that size on)."""
     is_thing = (instance > 0) & (semantic >= FIRST_THING_ID) & (semantic != VOID_CLASS)
+    if min_area:
+        codes = np.where(is_thing, semantic.astype(np.int64) * LABEL_DIVISOR + instance, 0)
+        values, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+        small = ((counts < min_area) & (values > 0))[inverse.reshape(codes.shape)]
+        semantic = np.where(small, VOID_CLASS, semantic)
+        is_thing &= ~small
     codes = np.where(is_thing, semantic.astype(np.int64) * LABEL_DIVISOR + instance, 0)
     things = np.unique(codes[is_thing])
     table = np.zeros(things.size + 1, np.int32)
@@ -170,7 +178,12 @@ def main() -> int:
     parser.add_argument("--detections", choices=("model", "ground-truth"), default="model",
                         help="whose segments are tracked: the model's (default), or the ground truth's with each "
                              "frame's things numbered afresh in random order (a perfect detector: the tracker alone)")
+    parser.add_argument("--min-area", type=int, default=0, metavar="PIXELS",
+                        help="with --detections ground-truth: leave out things under this many pixels in each frame "
+                             "(a perfect detector that finds things only from that size on)")
     args = parser.parse_args()
+    if args.min_area and args.detections != "ground-truth":
+        parser.error("--min-area goes with --detections ground-truth")
     import motmetrics as mm
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="video_tracking_"))
@@ -204,7 +217,8 @@ def main() -> int:
             if predictor is not None:
                 pred = predictor(read_rgb(path), focal=float(K[0, 0]))
             else:
-                pred = _renumbered_ground_truth(gt_sem, gt_inst, read_depth(gt_dir / f"{stem}_depth.png"), rng)
+                pred = _renumbered_ground_truth(gt_sem, gt_inst, read_depth(gt_dir / f"{stem}_depth.png"), rng,
+                                                args.min_area)
             model_time += time.perf_counter() - start
             start = time.perf_counter()
             tracked = tracker.update(pred.panoptic, pred.segments, pred.depth, K, camera_pose(camera), when,
