@@ -72,10 +72,12 @@ def thing_extents(panoptic: np.ndarray, label_divisor: int = LABEL_DIVISOR) -> t
         ids = ids if ids[0] == 0 else np.r_[0, ids]
     found = ndimage.find_objects(labels)  # the bounding slices of each label 1..max, None for labels not present
     extents = []
-    for label in [label for label, box in enumerate(found, 1) if box is not None]:  # ~20 of ~19000 slots
+    for label, box in enumerate(found, 1):  # ~20 present of ~19000 slots at Cityscapes ids
+        if box is None:
+            continue
         pid = label if ids is None else int(ids[label])
         if pid % label_divisor != 0:
-            extents.append(ThingExtent(pid, label, *found[label - 1]))
+            extents.append(ThingExtent(pid, label, *box))
     return labels, extents
 
 

@@ -183,7 +183,13 @@ def fill_cloud(
         if labels is not None and len(exclude_labels):
             valid &= ~np.isin(labels[::stride, ::stride], np.asarray(exclude_labels))
     all_valid = valid is None and all_valid_depths(depth_s, max_depth)
-    count = out_h * out_w if organized else int(np.count_nonzero(valid))
+    block_rows = max(1, _BLOCK_POINTS // out_w) if out_w else 1
+    block_starts = range(0, out_h, block_rows)
+    # unorganized: each block's valid points, counted once; they give the cloud's size and where each block's
+    # records start, so the bytes never depend on which thread filled which block
+    block_counts = None if organized else [int(np.count_nonzero(valid[row0:row0 + block_rows]))
+                                           for row0 in block_starts]
+    count = out_h * out_w if organized else sum(block_counts)
 
     if out is None:
         out = np.empty(count, dtype=dtype)
@@ -196,11 +202,11 @@ def fill_cloud(
     if count == 0:
         return out, True
     records = out.view("<f4").reshape(-1, 6)  # (points, 6) 32-bit words of each record
-    block_rows = max(1, _BLOCK_POINTS // out_w)
+    first_record = None if organized else np.cumsum([0] + block_counts[:-1])
 
     def fill_block(row0: int, planes: np.ndarray, merged: np.ndarray | None) -> int:
         """Write the records of the block of sampled rows from ``row0`` and return how many of its points are
-        valid; ``planes`` and ``merged`` are the calling thread's scratch."""
+        valid (organized: what ``is_dense`` needs); ``planes`` and ``merged`` are the calling thread's scratch."""
         row1 = min(out_h, row0 + block_rows)
         rows = row1 - row0
         full_rows = slice(row0 * stride, (row1 - 1) * stride + 1, stride)  # the block's rows at full resolution
@@ -247,14 +253,10 @@ def fill_cloud(
             kept = block[block_valid.reshape(-1)]  # (n, 6): the valid points of the block, in row-major order
             written = int(first_record[row0 // block_rows])
             records[written:written + kept.shape[0]] = kept
+            return kept.shape[0]
         return rows * out_w if block_valid is None else int(np.count_nonzero(block_valid))
 
-    # Blocks are claimed one at a time by however many threads run (a late-starting thread just claims fewer);
-    # an unorganized block writes from the number of valid points before it, so the bytes never depend on who
-    # filled which block.
-    block_starts = range(0, out_h, block_rows)
-    first_record = None if organized else np.cumsum(
-        [0] + [np.count_nonzero(valid[row0:row0 + block_rows]) for row0 in block_starts[:-1]])
+    # Blocks are claimed one at a time by however many threads run (a late-starting thread just claims fewer).
     claims, claim_lock = iter(block_starts), threading.Lock()
 
     def fill_claimed(planes: np.ndarray, merged: np.ndarray | None) -> int:
@@ -382,8 +384,8 @@ def instance_boxes(
     bleeding from the background) do not inflate it. Boxes are sorted by panoptic id.
 
     ``things``: ``thing_extents(panoptic, label_divisor)`` of the full-resolution map when the caller has it
-    already (the node's 2D boxes need it too); each thing's sampled pixels are then read inside its full-resolution
-    box instead of searching the sampled map again. The boxes are the same either way.
+    already (the node's 2D boxes need it too); otherwise it is searched here. Each thing's sampled pixels are read
+    inside its full-resolution box.
     """
     if depth.shape != panoptic.shape:
         raise ValueError(f"depth {depth.shape} and panoptic {panoptic.shape} must have the same shape")
@@ -391,17 +393,13 @@ def instance_boxes(
     ray_x, ray_y = pixel_rays(K, height, width, stride)
     z = depth[::stride, ::stride]
     # each thing's points are taken from its own bounding box only, in row-major order (no sort of all pixels)
-    if things is None:
-        labels, extents = thing_extents(panoptic[::stride, ::stride], label_divisor)
-        spans = [(thing, thing.rows, thing.cols) for thing in extents]
-    else:
-        full_labels, extents = things
-        if full_labels.shape != panoptic.shape:
-            raise ValueError(f"things' label map {full_labels.shape} and panoptic {panoptic.shape} must match")
-        labels = full_labels[::stride, ::stride]
-        spans = [(thing, _sampled(thing.rows, stride), _sampled(thing.cols, stride)) for thing in extents]
+    full_labels, extents = thing_extents(panoptic, label_divisor) if things is None else things
+    if full_labels.shape != panoptic.shape:
+        raise ValueError(f"things' label map {full_labels.shape} and panoptic {panoptic.shape} must match")
+    labels = full_labels[::stride, ::stride]
     boxes = []
-    for thing, row_span, col_span in spans:
+    for thing in extents:
+        row_span, col_span = _sampled(thing.rows, stride), _sampled(thing.cols, stride)
         box_z = z[row_span, col_span]
         rows, cols = np.nonzero((labels[row_span, col_span] == thing.label) & valid_depth_mask(box_z, max_depth))
         if rows.size < min_points:
