@@ -133,6 +133,7 @@ def _lost_tubes(frames: list[Overlaps], k: int) -> Counter:
     in which the thing alone was matched). Void pixels are not set aside here, so a count can differ from the
     evaluator's by a tube whose prediction lies partly on void."""
     lost: Counter = Counter()
+    matched = [_matched(o) for o in frames]  # per frame, once
     for start in range(len(frames) - k + 1):
         window = frames[start:start + k]
         gt_area, hyp_area, inter = Counter(), Counter(), Counter()
@@ -141,9 +142,8 @@ def _lost_tubes(frames: list[Overlaps], k: int) -> Counter:
             hyp_area.update(o.hyp)
             inter.update(o.inter)
         tubes = {g for (h, g), n in inter.items() if n / (gt_area[g] + hyp_area[h] - n) > 0.5}
-        per_frame = [_matched(o) for o in window]
         for g in set(gt_area) - tubes:
-            lost[(g // 1000, sum(g in hits for hits in per_frame))] += 1
+            lost[(g // 1000, sum(g in hits for hits in matched[start:start + k]))] += 1
     return lost
 
 
